@@ -1,1 +1,1 @@
-X=1
+"""Prefect flows of biasgate."""

@@ -206,6 +206,12 @@ class Config(_Model):
     def facet_columns(self) -> list[str]:
         return [f.column for f in self.facets]
 
+    @property
+    def measured_metrics(self) -> list[str]:
+        """``metrics`` plus any metric a gate rule needs, in the canonical order."""
+        wanted = set(self.metrics) | {rule.metric for rule in self.gate.rules}
+        return [name for name in METRICS if name in wanted]
+
     def redacted(self) -> dict[str, Any]:
         """The config as a dict with every storage option value hidden."""
         data = self.model_dump(mode="json")

@@ -1,0 +1,7 @@
+"""``python -m biasgate``: the same as the ``biasgate`` command."""
+
+import sys
+
+from biasgate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,203 @@
+"""Reading the source and writing outputs, for local paths and any fsspec URI.
+
+Every remote access goes through fsspec with an explicit ``storage_options`` dict:
+pandas given ``storage_options=None`` would switch to pyarrow's own S3 client, which
+ignores the endpoint and keys configured for s3fs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from biasgate.errors import ConfigError, InputError, SourceError
+
+logger = logging.getLogger("biasgate.storage")
+
+_FORMATS = {
+    ".csv": "csv",
+    ".txt": "csv",
+    ".tsv": "csv",
+    ".data": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+_COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".xz": "xz", ".zip": "zip"}
+
+
+def is_remote(uri: str) -> bool:
+    """True for ``scheme://`` URIs other than ``file://``."""
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", uri)
+    return bool(match) and match.group(1).lower() != "file"
+
+
+def join_uri(base: str, *parts: str) -> str:
+    """Join path parts onto a local path or a URI with forward slashes."""
+    if is_remote(base):
+        return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+    return str(Path(base).joinpath(*parts))
+
+
+def redact_uri(uri: str) -> str:
+    """Drop any ``user:password@`` part of a URI before it is logged or written."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1***@", uri)
+
+
+def detect_format(uri: str, read_options: dict[str, Any]) -> tuple[str, str | None]:
+    """(format, compression) from ``read.format`` or the file name's suffixes."""
+    suffixes = [s.lower() for s in Path(uri.split("?")[0]).suffixes]
+    compression = _COMPRESSIONS.get(suffixes[-1]) if suffixes else None
+    if compression:
+        suffixes = suffixes[:-1]
+    fmt = read_options.get("format") or (_FORMATS.get(suffixes[-1]) if suffixes else None)
+    if fmt not in ("csv", "parquet", "jsonl"):
+        raise ConfigError(
+            f"cannot tell the format of {redact_uri(uri)!r} from its name; set "
+            "read.format to csv, parquet or jsonl"
+        )
+    return fmt, compression
+
+
+@dataclass
+class SourceInfo:
+    """What the manifest records about the input."""
+
+    uri: str
+    bytes: int
+    sha256: str
+    rows: int
+    columns: int
+    format: str
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "uri": redact_uri(self.uri)}
+
+
+def _filesystem(uri: str, storage_options: dict[str, Any]):
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(uri, **storage_options)
+    except (ImportError, ValueError) as err:
+        raise ConfigError(f"cannot open {redact_uri(uri)!r}: {err}") from err
+    return fs, path
+
+
+def read_bytes(uri: str, storage_options: dict[str, Any]) -> bytes:
+    """The whole object at ``uri``; OS and service errors become :class:`SourceError`."""
+    if not is_remote(uri):
+        path = Path(uri.removeprefix("file://"))
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as err:
+            raise SourceError(f"source {path} does not exist") from err
+        except IsADirectoryError as err:
+            raise SourceError(f"source {path} is a directory; give a file") from err
+        except PermissionError as err:
+            raise SourceError(f"source {path} cannot be read: permission denied") from err
+    from biasgate.remote import read_remote_bytes
+
+    return read_remote_bytes(uri, storage_options)
+
+
+def parse_table(data: bytes, uri: str, read_options: dict[str, Any]) -> pd.DataFrame:
+    """Parse bytes as CSV, Parquet or JSON lines with the config's ``read`` options."""
+    fmt, compression = detect_format(uri, read_options)
+    options = {k: v for k, v in read_options.items() if k != "format"}
+    name = redact_uri(uri)
+    if not data:
+        raise InputError(f"source {name} is empty (0 bytes); nothing to check")
+    buffer = io.BytesIO(data)
+    try:
+        if fmt == "csv":
+            options.setdefault("compression", compression)
+            return pd.read_csv(buffer, **options)
+        if fmt == "parquet":
+            return pd.read_parquet(buffer, **options)
+        options.setdefault("compression", compression)
+        return pd.read_json(buffer, lines=True, **options)
+    except pd.errors.EmptyDataError as err:
+        raise InputError(f"source {name} holds no data (no header, no rows)") from err
+    except TypeError as err:
+        raise ConfigError(f"read options {sorted(options)} rejected: {err}") from err
+    except (pd.errors.ParserError, ValueError, OSError) as err:
+        raise InputError(
+            f"source {name} cannot be parsed as {fmt}: {err}. Check read options "
+            "(sep, header, names) or read.format"
+        ) from err
+
+
+def read_table(
+    uri: str, read_options: dict[str, Any], storage_options: dict[str, Any]
+) -> tuple[pd.DataFrame, SourceInfo]:
+    """Read the source once: its bytes (hashed for the manifest), then the table."""
+    started = time.perf_counter()
+    detect_format(uri, read_options)
+    data = read_bytes(uri, storage_options)
+    frame = parse_table(data, uri, read_options)
+    if frame.empty:
+        raise InputError(
+            f"source {redact_uri(uri)} has a header but no data rows; nothing to check"
+        )
+    info = SourceInfo(
+        uri=uri,
+        bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        rows=len(frame),
+        columns=frame.shape[1],
+        format=detect_format(uri, read_options)[0],
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    return frame, info
+
+
+def write_bytes_atomic(uri: str, data: bytes, storage_options: dict[str, Any]) -> None:
+    """Write ``data`` so that readers see the whole file or nothing.
+
+    Locally the bytes go to a temporary file in the same folder, are flushed to disk,
+    then renamed over the target. An object store's PUT is atomic per object.
+    """
+    if is_remote(uri):
+        from biasgate.remote import write_remote_bytes
+
+        write_remote_bytes(uri, data, storage_options)
+        return
+    path = Path(uri.removeprefix("file://"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def remove_quietly(uri: str, storage_options: dict[str, Any]) -> bool:
+    """Best-effort delete used when a publish is rolled back; True if it is gone."""
+    try:
+        if is_remote(uri):
+            fs, path = _filesystem(uri, storage_options)
+            fs.rm(path)
+        else:
+            Path(uri.removeprefix("file://")).unlink(missing_ok=True)
+        return True
+    except Exception as err:  # noqa: BLE001 - rollback must go on with the next file
+        logger.warning("could not remove %s: %s", redact_uri(uri), type(err).__name__)
+        return False

@@ -1,0 +1,25 @@
+"""What the tasks share: no caching, and retries only for transient I/O failures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.cache_policies import NO_CACHE
+
+from biasgate.errors import BiasgateError, SourceError
+
+#: Task inputs are data frames: hashing them for a cache key would cost a pass over
+#: the data on every call, and a stale cached result would hide a new input.
+TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+def retry_only_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: retry I/O that may succeed later, nothing else.
+
+    A missing file, a denied permission or a bad config is final; a connection
+    refused, a timeout or a throttled request is worth another try.
+    """
+    error = state.data if isinstance(state.data, BaseException) else None
+    if isinstance(error, SourceError):
+        return error.transient
+    return not isinstance(error, BiasgateError)

@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         help="positive label value (repeat for several)",
     )  # fmt: skip
     outcome.add_argument(
-        "--threshold", type=float, metavar="T", help="positive means label > T"
+        "--threshold", type=_number, metavar="T", help="positive means label > T"
     )
     check.add_argument(
         "--facet", action="append", required=True, metavar="COL[=V,...]|COL>T",
@@ -81,6 +81,14 @@ def _key_values(items: list[str], flag: str) -> dict[str, Any]:
     return options
 
 
+def _number(text: str) -> int | float:
+    """A threshold as typed: ``40`` stays an int (shown ``> 40``), ``0.5`` a float."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 def _typed(series: Any, text: str) -> Any:
     """A command-line value as the column holds it (the shell has only strings)."""
     import pandas as pd
@@ -104,7 +112,7 @@ def _facet_spec(text: str, frame: Any) -> dict[str, Any]:
     if ">" in text and "=" not in text:
         column, _, threshold = text.partition(">")
         try:
-            return {"column": column.strip(), "threshold": float(threshold)}
+            return {"column": column.strip(), "threshold": _number(threshold)}
         except ValueError as err:
             raise ConfigError(f"--facet {text!r}: threshold must be a number") from err
     column, sep, values = text.partition("=")

@@ -1,0 +1,85 @@
+"""Shared fixtures: the bundled Adult data and small helpers for files in tmp_path.
+
+Adult is loaded here with plain pandas (not through biasgate's reader), so tests that
+compare biasgate's numbers with it check the reader too.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TESTS_DIR = Path(__file__).resolve().parent
+ADULT_CSV_GZ = REPO_ROOT / "data" / "adult.csv.gz"
+EXAMPLES_DIR = REPO_ROOT / "examples"
+CLARIFY_VECTORS = TESTS_DIR / "data" / "clarify_test_vectors.json"
+
+#: Column names of UCI adult.data (the file has no header row), from adult.names.
+ADULT_COLUMNS = [
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education-num",
+    "marital-status",
+    "occupation",
+    "relationship",
+    "race",
+    "sex",
+    "capital-gain",
+    "capital-loss",
+    "hours-per-week",
+    "native-country",
+    "income",
+]
+
+
+def adult_read_args(*, skipinitialspace: bool = True) -> list[str]:
+    """``biasgate check`` reader options for the bundled adult.csv.gz."""
+    args = [
+        "--read",
+        "header=null",
+        "--read",
+        "names=[" + ", ".join(ADULT_COLUMNS) + "]",
+        "--read",
+        'na_values=["?"]',
+    ]
+    if skipinitialspace:
+        args += ["--read", "skipinitialspace=true"]
+    return args
+
+
+def load_clarify_vectors() -> list[dict[str, Any]]:
+    """The Clarify test cases of tests/data/clarify_test_vectors.json."""
+    return json.loads(CLARIFY_VECTORS.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def adult_frame() -> pd.DataFrame:
+    """adult.data read with pandas alone, the way data/README.md describes."""
+    return pd.read_csv(
+        ADULT_CSV_GZ,
+        header=None,
+        names=ADULT_COLUMNS,
+        skipinitialspace=True,
+        na_values="?",
+    )
+
+
+@pytest.fixture
+def tmp_copy(tmp_path: Path) -> Callable[[Path, str | None], Path]:
+    """Copy a file into tmp_path (optionally renamed) and return the copy's path."""
+
+    def copy(source: Path, name: str | None = None) -> Path:
+        target = tmp_path / (name or source.name)
+        shutil.copyfile(source, target)
+        return target
+
+    return copy

@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.states import Failed
 from prefect.runtime import flow_run
 
+from biasgate.analysis import explain_mismatch
 from biasgate.config import load_config
 from biasgate.errors import BiasgateError, GateFailed, ValidationFailed
 from biasgate.gate import gate_document
@@ -53,11 +55,15 @@ def pretraining_check(
     except Exception as err:
         # Nothing is lost: whatever was measured is published before the run fails.
         record.error = err
-        if isinstance(err, BiasgateError):
-            err.run_uri = record.run_uri
         with record.timed("publish"):
             publish.with_options(**_io_retries(cfg))(record)
-        raise
+        if not isinstance(err, BiasgateError):
+            raise
+        # An expected failure (bad input, validation, gate) ends the run Failed with
+        # its reasons as the state message, without a traceback.
+        err.run_uri = record.run_uri
+        get_run_logger().error("%s\nreport: %s", err, record.run_uri)
+        return Failed(message=str(err), data=err)
     return {"run_uri": record.run_uri, "verdict": record.status,
             "summary": summary_lines(record.gate)}  # fmt: skip
 
@@ -74,12 +80,7 @@ def _check(record: RunRecord) -> None:
     with record.timed("validate"):
         record.validation = validate(frame, cfg)
     if not record.validation["success"]:
-        from biasgate.validation import failure_summary
-
-        raise ValidationFailed(
-            f"validation failed:\n{failure_summary(record.validation)}",
-            record.validation,
-        )
+        _fail_validation(record, frame)
 
     with record.timed("measure_raw"):
         record.raw = measure(frame, cfg, "raw")
@@ -105,6 +106,20 @@ def _check(record: RunRecord) -> None:
         publish.with_options(**_io_retries(cfg))(record)
     for line in summary_lines(record.gate):
         get_run_logger().info(line)
+
+
+def _fail_validation(record: RunRecord, frame: Any) -> None:
+    """Raise the validation failure: each failed expectation, then what the data holds."""
+    from biasgate.validation import failure_summary
+
+    cfg = record.config
+    hints = explain_mismatch(frame, cfg.label, cfg.facets, cfg.group)
+    raise ValidationFailed(
+        "validation failed:\n"
+        + failure_summary(record.validation)
+        + "".join(f"\n{hint}" for hint in hints),
+        record.validation,
+    )
 
 
 def _fail_gate(record: RunRecord) -> None:

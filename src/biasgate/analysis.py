@@ -257,6 +257,27 @@ def analyze(
     return section
 
 
+def explain_mismatch(
+    df: pd.DataFrame, label: LabelSpec, facets: Sequence[FacetSpec], group: str | None
+) -> list[str]:
+    """Why the data does not fit the label, facet and group settings, in words.
+
+    Used after a failed validation to add what the columns do hold to the list of
+    failed expectations; returns an empty list when they fit.
+    """
+    problems = []
+    checks = [lambda: label_outcome(df, label)]
+    checks += [lambda f=facet: facet_key(df, f) for facet in facets]
+    if group:
+        checks.append(lambda: require_column(df, group, "group"))
+    for check in checks:
+        try:
+            check()
+        except InputError as err:
+            problems.append(str(err))
+    return problems
+
+
 def metric_value(section: dict[str, Any], facet: str, value: str, name: str) -> Any:
     """Look up one metric's value (or None) in an analysis section."""
     for entry in section["facets"][facet]:

@@ -186,6 +186,8 @@ def _prefect_defaults() -> None:
     """Quiet telemetry that cannot be sent from closed networks (before importing Prefect)."""
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Show biasgate's own log records (e.g. rebalancing progress) in the run logs.
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "biasgate")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -217,8 +219,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``biasgate`` command and ``python -m biasgate``."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
+    if args.command == "check":
+        # `run` leaves logging to Prefect, which formats and ships the run's logs.
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return _check(args) if args.command == "check" else _run(args)
     except BiasgateError as err:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from biasgate.config import Config
-from biasgate.gate import bound_text
 
 _VERDICT = {
     "passed": "PASSED",
@@ -23,54 +22,56 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}"
 
 
-def _values(section: dict[str, Any] | None) -> dict[tuple[str, str, str], Any]:
-    if not section:
-        return {}
-    return {
-        (facet, entry["value_or_threshold"], metric["name"]): metric.get("value")
-        for facet, entries in section["facets"].items()
-        for entry in entries
-        for metric in entry["metrics"]
-    }
+def _cell(text: str) -> str:
+    """Markdown table cells cannot hold a bare ``|`` (as in ``|DPL| <= 0.1``)."""
+    return text.replace("|", "\\|")
 
 
-def _limits(config: Config) -> dict[tuple[str, str | None, str], str]:
-    limits: dict[tuple[str, str | None, str], str] = {}
-    for rule in config.gate.rules:
-        value = None if rule.value is None else str(rule.value)
-        limits[(rule.facet or "*", value, rule.metric)] = bound_text(rule)
-    return limits
-
-
-def _limit_for(limits: dict, facet: str, value: str, metric: str) -> str:
-    for key in ((facet, value, metric), (facet, None, metric), ("*", None, metric)):
-        if key in limits:
-            return limits[key]
-    return ""
-
-
-def metrics_table(
-    config: Config, raw: dict[str, Any], after: dict[str, Any] | None
-) -> list[str]:
-    """Markdown rows: each metric of each facet value, raw, after rebalancing, limit."""
-    before, later, limits = _values(raw), _values(after), _limits(config)
+def metrics_table(section: dict[str, Any]) -> list[str]:
+    """Markdown rows: one row per facet value, one column per metric."""
+    first = next(iter(section["facets"].values()))[0]
+    names = [m["name"] for m in first["metrics"]]
     rows = [
-        "| facet | value | n_d | metric | raw data | train, rebalanced | limit |",
-        "|---|---|---:|---|---:|---:|---|",
+        "| facet = value | n_d | n_a | " + " | ".join(names) + " |",
+        "|---|---:|---:|" + "---:|" * len(names),
     ]
-    for facet, entries in raw["facets"].items():
+    for facet, entries in section["facets"].items():
         for entry in entries:
-            value = entry["value_or_threshold"]
-            for metric in entry["metrics"]:
-                key = (facet, value, metric["name"])
-                shown = _fmt(metric.get("value"))
-                if metric.get("error"):
-                    shown = f"n/a ({metric['error']})"
-                rows.append(
-                    f"| {facet} | {value} | {entry['counts']['n_d']} | {metric['name']} "
-                    f"| {shown} | {_fmt(later.get(key)) if after else ''} "
-                    f"| {_limit_for(limits, facet, value, metric['name'])} |"
-                )
+            values = [_fmt(m.get("value")) for m in entry["metrics"]]
+            counts = entry["counts"]
+            rows.append(
+                f"| {_cell(facet)} = {_cell(entry['value_or_threshold'])} "
+                f"| {counts['n_d']} | {counts['n_a']} | " + " | ".join(values) + " |"
+            )
+    errors = [
+        f"- {facet} = {e['value_or_threshold']}, {m['name']}: {m['error']}"
+        for facet, entries in section["facets"].items()
+        for e in entries
+        for m in e["metrics"]
+        if m.get("error")
+    ]
+    return rows + ([""] + sorted(set(errors)) if errors else [])
+
+
+def checks_table(gate: dict[str, Any]) -> list[str]:
+    """Markdown rows: each rule on each facet value, raw and after rebalancing."""
+    after = {
+        (c["metric"], c["facet"], c["value"]): c
+        for c in (gate.get("rebalanced_train") or {}).get("checks", [])
+    }
+    rows = [
+        "| metric | facet = value | raw data | train, rebalanced | limit | status |",
+        "|---|---|---:|---:|---|---|",
+    ]
+    for check in gate["raw"]["checks"]:
+        later = after.get((check["metric"], check["facet"], check["value"]))
+        status = check["status"] if later is None else f"{check['status']} → {later['status']}"
+        rows.append(
+            f"| {check['metric']} | {_cell(check['facet'])} = {_cell(check['value'])} "
+            f"| {_fmt(check['metric_value'])} "
+            f"| {_fmt(later['metric_value']) if later else ''} "
+            f"| {_cell(check['bound'])} | {status} |"
+        )
     return rows
 
 
@@ -120,17 +121,19 @@ def render_report(
                     f"(unexpected: {result.get('unexpected_count')})"
                 )
         lines.append("")
+    if gate and gate["raw"]["checks"]:
+        lines += ["## Policy", "", *checks_table(gate), ""]
     if raw:
-        label = raw["label"]
         lines += [
-            "## Pre-training bias",
+            "## Pre-training bias, raw data",
             "",
-            f"Label `{label}`, positive: `{raw['label_value_or_threshold']}`. "
+            f"Label `{raw['label']}`, positive: `{raw['label_value_or_threshold']}`. "
             "CI > 0: facet d is the smaller group; DPL > 0: facet d gets fewer "
             "positive labels; KL, JS, LP, TVD, KS: 0 means the outcome is distributed "
-            "alike in both facets.",
+            "alike in both facets; CDDL > 0: facet d holds more of the rejections "
+            "than of the acceptances within groups.",
             "",
-            *metrics_table(config, raw, after),
+            *metrics_table(raw),
             "",
         ]
         missing = {k: v for k, v in raw["rows"]["missing_facet"].items() if v}
@@ -140,15 +143,18 @@ def render_report(
                 f"label {raw['rows']['missing_label']}.",
                 "",
             ]
+    if rebalance or after:
+        lines += ["## Training split after rebalancing", ""]
     if rebalance:
         lines += [
-            "## Rebalancing (training split only)",
-            "",
             f"Strategy `{rebalance.get('strategy')}`, target `{rebalance.get('target')}`:"
             f" {rebalance.get('rows_before')} rows before, {rebalance.get('rows_after')} "
-            f"after ({rebalance.get('synthetic_rows', 0)} synthetic).",
+            f"after ({rebalance.get('synthetic_rows', 0)} synthetic). Validation and "
+            "test splits keep the real distribution.",
             "",
         ]
+    if after:
+        lines += [*metrics_table(after), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -179,6 +179,7 @@ def write_bytes_atomic(uri: str, data: bytes, storage_options: dict[str, Any]) -
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are shared
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -187,6 +188,16 @@ def write_bytes_atomic(uri: str, data: bytes, storage_options: dict[str, Any]) -
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import, before any worker thread exists: os.umask() sets as it reads.
+_UMASK = _read_umask()
 
 
 def remove_quietly(uri: str, storage_options: dict[str, Any]) -> bool:

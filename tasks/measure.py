@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from biasgate.tasks._common import TASK_OPTIONS
 from prefect import get_run_logger, task
 
 from biasgate.analysis import analyze
 from biasgate.config import Config
-from biasgate.tasks._common import TASK_OPTIONS
 
 
 @task(name="measure", task_run_name="measure-{what}", **TASK_OPTIONS)
@@ -27,8 +27,7 @@ def measure(frame: pd.DataFrame, config: Config, what: str) -> dict[str, Any]:
                 else f"{m['name']}={m['value'] or 'n/a'}"
                 for m in entry["metrics"]
             )
-            logger.info(
-                "%s: %s=%s (n_d=%d): %s",
-                what, facet, entry["value_or_threshold"], entry["counts"]["n_d"], values,
-            )  # fmt: skip
+            where = f"{facet}={entry['value_or_threshold']}"
+            n_d = entry["counts"]["n_d"]
+            logger.info("%s: %s (n_d=%d): %s", what, where, n_d, values)
     return section

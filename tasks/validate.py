@@ -1,14 +1,14 @@
-"""Validate: the dataset's Great Expectations suite plus the config's baseline checks."""
+"""Validate: the dataset's Great Expectations suite plus the baseline checks."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pandas as pd
+from biasgate.tasks._common import TASK_OPTIONS
 from prefect import get_run_logger, task
 
 from biasgate.config import Config
-from biasgate.tasks._common import TASK_OPTIONS
 
 
 @task(name="validate", **TASK_OPTIONS)
@@ -19,9 +19,7 @@ def validate(frame: pd.DataFrame, config: Config) -> dict[str, Any]:
     logger = get_run_logger()
     result = validate_frame(frame, config)
     stats = result["statistics"]
-    logger.info(
-        "%d of %d expectations met", stats["successful"], stats["evaluated"]
-    )
+    logger.info("%d of %d expectations met", stats["successful"], stats["evaluated"])
     if not result["success"]:
         logger.error("validation failed:\n%s", failure_summary(result))
     return result

@@ -23,6 +23,8 @@ os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="biasgate-tests-prefect-")
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = "biasgate"
+# biasgate's loggers log outside flows too (plain functions under test).
+os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] = "ignore"
 os.environ.pop("PREFECT_API_URL", None)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

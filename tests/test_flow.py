@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import ADULT_COLUMNS, ADULT_CSV_GZ, EXAMPLES_DIR
 
 from biasgate.cli import main
-
-from conftest import ADULT_COLUMNS, ADULT_CSV_GZ, EXAMPLES_DIR
 
 TOL = 1e-6
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -30,7 +29,9 @@ def _run_folder(output: Path, name: str) -> Path:
 
 
 def _metric(section: dict, facet: str, value: str, name: str):
-    entry = next(e for e in section["facets"][facet] if e["value_or_threshold"] == value)
+    entry = next(
+        e for e in section["facets"][facet] if e["value_or_threshold"] == value
+    )
     return next(m for m in entry["metrics"] if m["name"] == name)["value"]
 
 
@@ -124,14 +125,18 @@ def test_report_shows_both_stages(mitigated_run):
 
 
 def test_fail_mode_exits_1_and_still_writes_the_report(tmp_path, capsys):
-    code = main(["run", str(EXAMPLES_DIR / "adult-fail.yaml"), "--output", str(tmp_path)])
+    code = main(
+        ["run", str(EXAMPLES_DIR / "adult-fail.yaml"), "--output", str(tmp_path)]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "DPL for sex=Female is 0.196, allowed |DPL| <= 0.1 (n_d=10771)" in err
     folder = _run_folder(tmp_path, "adult-fail")
     names = {p.name for p in folder.iterdir()}
     assert {"analysis.json", "gate.json", "report.md", "manifest.json"} <= names
-    assert not any(n.endswith(".parquet") for n in names), "no splits after a failed gate"
+    assert not any(n.endswith(".parquet") for n in names), (
+        "no splits after a failed gate"
+    )
     manifest = _assert_manifest_matches(folder)
     assert manifest["status"] == "failed"
     assert json.loads((folder / "gate.json").read_text())["verdict"] == "failed"
@@ -169,7 +174,13 @@ def _assert_complete_error_report(tmp_path: Path) -> None:
         (['label.positive=[">50K", "<=50K"]'], ["single outcome", "income"]),
         (["facets.0.values=[Femal]"], ["'Femal'", "'Female'"]),
     ],
-    ids=["missing-label", "missing-facet", "spaces", "one-outcome", "unknown-facet-value"],
+    ids=[
+        "missing-label",
+        "missing-facet",
+        "spaces",
+        "one-outcome",
+        "unknown-facet-value",
+    ],
 )
 def test_bad_input_exits_2_naming_the_problem(tmp_path, capsys, sets, needles):
     code, err = _bad_run(tmp_path, capsys, *sets)
@@ -203,7 +214,9 @@ def test_unknown_config_key_exits_2_before_any_output(tmp_path, capsys):
     config.write_text(
         config.read_text().replace("gate:\n  mode:", "gate:\n  moed: fail\n  mode:")
     )
-    config.write_text(config.read_text().replace("../data/", str(ADULT_CSV_GZ.parent) + "/"))
+    config.write_text(
+        config.read_text().replace("../data/", str(ADULT_CSV_GZ.parent) + "/")
+    )
     code = main(["run", str(config), "--output", str(tmp_path / "out")])
     assert code == 2
     assert "gate.moed: unknown key" in capsys.readouterr().err

@@ -94,9 +94,7 @@ def label_outcome(df: pd.DataFrame, label: LabelSpec) -> pd.Series:
         raise InputError(f"label column '{label.column}' has no non-missing value")
     if known.nunique() < 2:
         which = "positive" if bool(known.iloc[0]) else "negative"
-        rule = (
-            f"> {label.threshold}" if label.threshold is not None else label.positive
-        )
+        rule = f"> {label.threshold}" if label.threshold is not None else label.positive
         raise InputError(
             f"label '{label.column}' has a single outcome: all {len(known)} rows are "
             f"{which} (positive means {rule}); it holds {held_values(series)}. Bias "
@@ -130,7 +128,9 @@ def count_outcomes(
     """
     frame = pd.DataFrame({_FACET: facet.to_numpy(), _POSITIVE: outcome.to_numpy()})
     frame[_GROUP] = group.to_numpy() if group is not None else 0
-    sizes = frame.groupby([_FACET, _GROUP, _POSITIVE], dropna=False, observed=True).size()
+    sizes = frame.groupby(
+        [_FACET, _GROUP, _POSITIVE], dropna=False, observed=True
+    ).size()
     return sizes.rename(_N).reset_index()
 
 
@@ -152,15 +152,19 @@ def facet_counts(
     groups = None
     if with_groups:
         in_group = known[_GROUP].notna()
-        per_group = pd.DataFrame(
-            {
-                "neg_d": n.where(is_d & ~positive & in_group, 0),
-                "neg": n.where(~positive & in_group, 0),
-                "pos_d": n.where(is_d & positive & in_group, 0),
-                "pos": n.where(positive & in_group, 0),
-                _GROUP: known[_GROUP],
-            }
-        ).groupby(_GROUP, dropna=True, observed=True).sum()
+        per_group = (
+            pd.DataFrame(
+                {
+                    "neg_d": n.where(is_d & ~positive & in_group, 0),
+                    "neg": n.where(~positive & in_group, 0),
+                    "pos_d": n.where(is_d & positive & in_group, 0),
+                    "pos": n.where(positive & in_group, 0),
+                    _GROUP: known[_GROUP],
+                }
+            )
+            .groupby(_GROUP, dropna=True, observed=True)
+            .sum()
+        )
         groups = tuple(tuple(int(x) for x in row) for row in per_group.to_numpy())
     return FacetCounts(
         n_a=int(n[~is_d].sum()),

@@ -188,6 +188,7 @@ def _prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Show biasgate's own log records (e.g. rebalancing progress) in the run logs.
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "biasgate")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 
 def _run(args: argparse.Namespace) -> int:

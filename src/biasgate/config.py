@@ -53,7 +53,7 @@ class _Model(BaseModel):
 
 
 class LabelSpec(_Model):
-    """The outcome column; positive means a value in ``positive`` or above ``threshold``."""
+    """The outcome column: positive means a value in ``positive`` or > ``threshold``."""
 
     column: str = Field(min_length=1)
     positive: list[Scalar] | None = Field(default=None, min_length=1)
@@ -76,7 +76,7 @@ class LabelSpec(_Model):
 
 
 class FacetSpec(_Model):
-    """A sensitive column. Facet d is ``values``, ``> threshold``, or each value in turn."""
+    """A sensitive column; facet d is ``values``, ``> threshold`` or each value."""
 
     column: str = Field(min_length=1)
     values: list[Scalar] | None = Field(default=None, min_length=1)
@@ -247,7 +247,9 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str] | None
+) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config."""
     for item in overrides or []:
         path, value = _parse_override(item)
@@ -295,8 +297,8 @@ def _from_clarify(data: dict[str, Any], stem: str) -> dict[str, Any]:
     """
     known = {
         "dataset_type", "dataset_uri", "headers", "label", "label_values_or_threshold",
-        "facet", "group_variable", "methods", "probability_threshold", "joinsource_name_or_index",
-        "predictor", "excluded_columns",
+        "facet", "group_variable", "methods", "probability_threshold",
+        "joinsource_name_or_index", "predictor", "excluded_columns",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -307,13 +309,18 @@ def _from_clarify(data: dict[str, Any], stem: str) -> dict[str, Any]:
             return {"positive": value}
         return {"threshold": value}
 
-    label = {"column": data.get("label"), **outcome(data.get("label_values_or_threshold"))}
+    label = {
+        "column": data.get("label"),
+        **outcome(data.get("label_values_or_threshold")),
+    }
     facets = []
     for facet in data.get("facet") or []:
         spec: dict[str, Any] = {"column": facet.get("name_or_index")}
         if facet.get("value_or_threshold") is not None:
             value = facet["value_or_threshold"]
-            spec.update({"values": value} if isinstance(value, list) else {"threshold": value})
+            spec.update(
+                {"values": value} if isinstance(value, list) else {"threshold": value}
+            )
         facets.append(spec)
     out: dict[str, Any] = {"name": stem, "label": label, "facets": facets}
     if data.get("dataset_uri"):
@@ -322,11 +329,15 @@ def _from_clarify(data: dict[str, Any], stem: str) -> dict[str, Any]:
         out["group"] = data["group_variable"]
     if data.get("headers"):
         out["read"] = {"header": None, "names": data["headers"]}
-    methods = ((data.get("methods") or {}).get("pre_training_bias") or {}).get("methods")
+    methods = ((data.get("methods") or {}).get("pre_training_bias") or {}).get(
+        "methods"
+    )
     if methods and methods != "all":
-        out["metrics"] = [m.strip() for m in methods.split(",")] if isinstance(
-            methods, str
-        ) else methods
+        out["metrics"] = (
+            [m.strip() for m in methods.split(",")]
+            if isinstance(methods, str)
+            else methods
+        )
     return out
 
 

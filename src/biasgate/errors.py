@@ -36,7 +36,7 @@ class SourceError(BiasgateError, OSError):
 
 
 class ValidationFailed(BiasgateError):
-    """Great Expectations reported failed expectations; ``result`` is validation.json."""
+    """Great Expectations reported failures; ``result`` is validation.json."""
 
     def __init__(self, message: str, result: dict[str, Any]) -> None:
         super().__init__(message)

@@ -51,7 +51,10 @@ def _targets(rule: GateRule, section: dict[str, Any]) -> list[tuple[str, dict]]:
             if rule.value is None or str(rule.value) == entry["value_or_threshold"]:
                 found.append((facet, entry))
     if not found:
-        measured = {f: [e["value_or_threshold"] for e in es] for f, es in section["facets"].items()}
+        measured = {
+            f: [e["value_or_threshold"] for e in es]
+            for f, es in section["facets"].items()
+        }
         raise ConfigError(
             f"gate rule for {rule.metric} (facet={rule.facet!r}, value={rule.value!r}) "
             f"matches no measured facet value; measured: {measured}"
@@ -85,15 +88,15 @@ def _check(rule: GateRule, facet: str, entry: dict[str, Any]) -> dict[str, Any]:
             "message": f"{where} could not be computed ({reason}); the rule has "
             f"on_error: {rule.on_error}",
         }
-    value = _as_float(metric["value"])
+    value, bound = _as_float(metric["value"]), bound_text(rule)
     if breaks(rule, value):
         return check | {
             "status": "violated",
-            "message": f"{where} is {value:.3f}, allowed {bound_text(rule)} (n_d={n_d})",
+            "message": f"{where} is {value:.3f}, allowed {bound} (n_d={n_d})",
         }
     return check | {
         "status": "passed",
-        "message": f"{where} is {value:.3f}, within {bound_text(rule)} (n_d={n_d})",
+        "message": f"{where} is {value:.3f}, within {bound} (n_d={n_d})",
     }
 
 
@@ -141,7 +144,9 @@ def gate_document(
         "passed": verdict in ("passed", "warned"),
         "decided_on": None if deciding is None else deciding["evaluated_on"],
         "violations": [] if deciding is None else deciding["violations"],
-        "rules": [rule.model_dump(mode="json", exclude_none=True) for rule in spec.rules],
+        "rules": [
+            rule.model_dump(mode="json", exclude_none=True) for rule in spec.rules
+        ],
         "raw": raw,
         "rebalanced_train": rebalanced,
     }

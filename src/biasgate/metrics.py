@@ -47,7 +47,9 @@ def _require_both_facets(c: FacetCounts) -> None:
     if c.n_d == 0:
         raise MetricError("facet d is empty: no row has the selected facet value")
     if c.n_a == 0:
-        raise MetricError("facet a is empty: every row with a known value is in facet d")
+        raise MetricError(
+            "facet a is empty: every row with a known value is in facet d"
+        )
 
 
 def _outcome_distributions(c: FacetCounts) -> tuple[np.ndarray, np.ndarray]:

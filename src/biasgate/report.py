@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from biasgate.config import Config
+from biasgate.storage import redact_uri
+
+if TYPE_CHECKING:
+    from biasgate.run import RunRecord
 
 _VERDICT = {
     "passed": "PASSED",
@@ -65,7 +68,11 @@ def checks_table(gate: dict[str, Any]) -> list[str]:
     ]
     for check in gate["raw"]["checks"]:
         later = after.get((check["metric"], check["facet"], check["value"]))
-        status = check["status"] if later is None else f"{check['status']} → {later['status']}"
+        status = (
+            check["status"]
+            if later is None
+            else f"{check['status']} → {later['status']}"
+        )
         rows.append(
             f"| {check['metric']} | {_cell(check['facet'])} = {_cell(check['value'])} "
             f"| {_fmt(check['metric_value'])} "
@@ -75,33 +82,35 @@ def checks_table(gate: dict[str, Any]) -> list[str]:
     return rows
 
 
-def render_report(
-    config: Config,
-    run_uri: str,
-    gate: dict[str, Any] | None,
-    raw: dict[str, Any] | None,
-    after: dict[str, Any] | None,
-    validation: dict[str, Any] | None,
-    rebalance: dict[str, Any] | None,
-    source: dict[str, Any] | None,
-    error: str | None = None,
-) -> str:
+def render_report(record: RunRecord) -> str:
     """report.md: verdict first, then the numbers a fairness reviewer reads."""
-    lines = [f"# biasgate report: {config.name}", ""]
+    gate, raw, after = record.gate, record.raw, record.after
+    validation, rebalance, source = record.validation, record.rebalance, record.source
+    error = str(record.error) if record.status == "error" else None
+    lines = [f"# biasgate report: {record.config.name}", ""]
     if error:
-        lines += ["**Verdict: ERROR** (bad input or configuration)", "", f"    {error}", ""]
+        lines += [
+            "**Verdict: ERROR** (bad input or configuration)",
+            "",
+            f"    {error}",
+            "",
+        ]
     elif gate:
-        lines += [f"**Verdict: {_VERDICT[gate['verdict']]}** (mode `{gate['mode']}`)", ""]
+        lines += [
+            f"**Verdict: {_VERDICT[gate['verdict']]}** (mode `{gate['mode']}`)",
+            "",
+        ]
         for line in gate["violations"]:
             lines.append(f"- violation: {line}")
         for evaluation in (gate["raw"], gate.get("rebalanced_train")):
             for line in (evaluation or {}).get("warnings", []):
                 lines.append(f"- warning ({evaluation['evaluated_on']}): {line}")
         lines.append("")
-    lines += [f"Run folder: `{run_uri}`", ""]
+    lines += [f"Run folder: `{redact_uri(record.run_uri)}`", ""]
     if source:
         lines += [
-            f"Source: `{source['uri']}` ({source['rows']} rows, {source['bytes']} bytes, "
+            f"Source: `{source['uri']}` ({source['rows']} rows, "
+            f"{source['bytes']} bytes, "
             f"sha256 `{source['sha256'][:16]}…`)",
             "",
         ]
@@ -147,8 +156,9 @@ def render_report(
         lines += ["## Training split after rebalancing", ""]
     if rebalance:
         lines += [
-            f"Strategy `{rebalance.get('strategy')}`, target `{rebalance.get('target')}`:"
-            f" {rebalance.get('rows_before')} rows before, {rebalance.get('rows_after')} "
+            f"Strategy `{rebalance.get('strategy')}`, "
+            f"target `{rebalance.get('target')}`: {rebalance.get('rows_before')} "
+            f"rows before, {rebalance.get('rows_after')} "
             f"after ({rebalance.get('synthetic_rows', 0)} synthetic). Validation and "
             "test splits keep the real distribution.",
             "",

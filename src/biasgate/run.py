@@ -105,17 +105,7 @@ class RunRecord:
         return document
 
     def report(self) -> str:
-        return render_report(
-            self.config,
-            self.run_uri,
-            gate=self.gate,
-            raw=self.raw,
-            after=self.after,
-            validation=self.validation,
-            rebalance=self.rebalance,
-            source=self.source,
-            error=str(self.error) if self.status == "error" else None,
-        )
+        return render_report(self)
 
     def documents(self) -> dict[str, bytes]:
         """Every file this run can write now, in the order they are written."""

@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from biasgate.tasks._common import TASK_OPTIONS
 from prefect import get_run_logger, task
 
 from biasgate.config import Config
-from biasgate.tasks._common import TASK_OPTIONS
 
 
 @task(name="rebalance", **TASK_OPTIONS)
-def rebalance(train: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, dict[str, Any]]:
+def rebalance(
+    train: pd.DataFrame, config: Config
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Apply ``config.rebalance`` to the training split; returns it and a summary."""
     from biasgate.rebalance import rebalance_training_split
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from biasgate.tasks._common import TASK_OPTIONS
 from prefect import get_run_logger, task
 
 from biasgate.config import Config
 from biasgate.gate import evaluate_gate
+from biasgate.tasks._common import TASK_OPTIONS
 
 
 @task(name="gate", task_run_name="gate-{evaluated_on}", **TASK_OPTIONS)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from biasgate.tasks._common import TASK_OPTIONS
 from prefect import get_run_logger, task
 
 from biasgate.analysis import analyze
 from biasgate.config import Config
+from biasgate.tasks._common import TASK_OPTIONS
 
 
 @task(name="measure", task_run_name="measure-{what}", **TASK_OPTIONS)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pandas as pd
-from biasgate.tasks._common import TASK_OPTIONS
 from prefect import get_run_logger, task
 
 from biasgate.config import Config
+from biasgate.tasks._common import TASK_OPTIONS
 
 
 @task(name="split", **TASK_OPTIONS)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from biasgate.tasks._common import TASK_OPTIONS
 from prefect import get_run_logger, task
 
 from biasgate.config import Config
+from biasgate.tasks._common import TASK_OPTIONS
 
 
 @task(name="validate", **TASK_OPTIONS)

@@ -221,3 +221,19 @@ def test_unknown_config_key_exits_2_before_any_output(tmp_path, capsys):
     assert code == 2
     assert "gate.moed: unknown key" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_warn_mode_records_violations_and_goes_on(tmp_path, capsys):
+    config = str(EXAMPLES_DIR / "adult-fail.yaml")
+    code = main(["run", config, "--output", str(tmp_path), "--set", "gate.mode=warn"])
+    assert code == 0, capsys.readouterr().err
+    folder = _run_folder(tmp_path, "adult-fail")
+    gate = json.loads((folder / "gate.json").read_text())
+    assert gate["verdict"] == "warned"
+    assert gate["violations"] == [
+        "DPL for sex=Female is 0.196, allowed |DPL| <= 0.1 (n_d=10771)"
+    ]
+    # rebalance defaults to none: the training split is the real one
+    train = pd.read_parquet(folder / "train.parquet")
+    assert len(train) == 32561 - 2 * round(0.15 * 32561)
+    assert "PASSED WITH WARNINGS" in (folder / "report.md").read_text()

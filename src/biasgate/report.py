@@ -82,90 +82,111 @@ def checks_table(gate: dict[str, Any]) -> list[str]:
     return rows
 
 
-def render_report(record: RunRecord) -> str:
-    """report.md: verdict first, then the numbers a fairness reviewer reads."""
-    gate, raw, after = record.gate, record.raw, record.after
-    validation, rebalance, source = record.validation, record.rebalance, record.source
-    error = str(record.error) if record.status == "error" else None
-    lines = [f"# biasgate report: {record.config.name}", ""]
-    if error:
-        lines += [
+def _verdict(record: RunRecord) -> list[str]:
+    if record.status == "error":
+        return [
             "**Verdict: ERROR** (bad input or configuration)",
             "",
-            f"    {error}",
-            "",
+            f"    {record.error}",
         ]
-    elif gate:
+    gate = record.gate
+    if gate is None:
+        return []
+    notes = [f"- violation: {line}" for line in gate["violations"]]
+    for evaluation in (gate["raw"], gate.get("rebalanced_train")):
+        for line in (evaluation or {}).get("warnings", []):
+            notes.append(f"- warning ({evaluation['evaluated_on']}): {line}")
+    verdict = f"**Verdict: {_VERDICT[gate['verdict']]}** (mode `{gate['mode']}`)"
+    return [verdict, "", *notes] if notes else [verdict]
+
+
+def _where(record: RunRecord) -> list[str]:
+    lines = [f"Run folder: `{redact_uri(record.run_uri)}`"]
+    if record.source:
+        src = record.source
         lines += [
-            f"**Verdict: {_VERDICT[gate['verdict']]}** (mode `{gate['mode']}`)",
             "",
+            f"Source: `{src['uri']}` ({src['rows']} rows, {src['bytes']} bytes, "
+            f"sha256 `{src['sha256'][:16]}…`)",
         ]
-        for line in gate["violations"]:
-            lines.append(f"- violation: {line}")
-        for evaluation in (gate["raw"], gate.get("rebalanced_train")):
-            for line in (evaluation or {}).get("warnings", []):
-                lines.append(f"- warning ({evaluation['evaluated_on']}): {line}")
+    return lines
+
+
+def _validation(validation: dict[str, Any] | None) -> list[str]:
+    if validation is None:
+        return []
+    stats = validation["statistics"]
+    lines = ["## Validation", "", f"{stats['successful']} of {stats['evaluated']} "
+             "expectations met."]  # fmt: skip
+    failed = [r for r in validation["results"] if not r["success"]]
+    if failed:
         lines.append("")
-    lines += [f"Run folder: `{redact_uri(record.run_uri)}`", ""]
-    if source:
+    for result in failed:
+        lines.append(
+            f"- failed: `{result['expectation_type']}` "
+            f"{result['kwargs'].get('column', '')} "
+            f"(unexpected: {result.get('unexpected_count')})"
+        )
+    return lines
+
+
+def _raw_bias(raw: dict[str, Any] | None) -> list[str]:
+    if not raw:
+        return []
+    lines = [
+        "## Pre-training bias, raw data",
+        "",
+        f"Label `{raw['label']}`, positive: `{raw['label_value_or_threshold']}`. "
+        "CI > 0: facet d is the smaller group; DPL > 0: facet d gets fewer positive "
+        "labels; KL, JS, LP, TVD, KS: 0 means the outcome is distributed alike in both "
+        "facets; CDDL > 0: facet d holds more of the rejections than of the "
+        "acceptances within groups.",
+        "",
+        *metrics_table(raw),
+    ]
+    missing = {k: v for k, v in raw["rows"]["missing_facet"].items() if v}
+    if missing or raw["rows"]["missing_label"]:
         lines += [
-            f"Source: `{source['uri']}` ({source['rows']} rows, "
-            f"{source['bytes']} bytes, "
-            f"sha256 `{source['sha256'][:16]}…`)",
             "",
+            f"Rows left out for a missing value: facet {missing or 'none'}, "
+            f"label {raw['rows']['missing_label']}.",
         ]
-    if validation is not None:
-        stats = validation["statistics"]
+    return lines
+
+
+def _rebalanced(record: RunRecord) -> list[str]:
+    summary, after = record.rebalance, record.after
+    if not (summary or after):
+        return []
+    lines = ["## Training split after rebalancing"]
+    if summary:
         lines += [
-            "## Validation",
             "",
-            f"{stats['successful']} of {stats['evaluated']} expectations met.",
-            "",
-        ]
-        for result in validation["results"]:
-            if not result["success"]:
-                lines.append(
-                    f"- failed: `{result['expectation_type']}` "
-                    f"{result['kwargs'].get('column', '')} "
-                    f"(unexpected: {result.get('unexpected_count')})"
-                )
-        lines.append("")
-    if gate and gate["raw"]["checks"]:
-        lines += ["## Policy", "", *checks_table(gate), ""]
-    if raw:
-        lines += [
-            "## Pre-training bias, raw data",
-            "",
-            f"Label `{raw['label']}`, positive: `{raw['label_value_or_threshold']}`. "
-            "CI > 0: facet d is the smaller group; DPL > 0: facet d gets fewer "
-            "positive labels; KL, JS, LP, TVD, KS: 0 means the outcome is distributed "
-            "alike in both facets; CDDL > 0: facet d holds more of the rejections "
-            "than of the acceptances within groups.",
-            "",
-            *metrics_table(raw),
-            "",
-        ]
-        missing = {k: v for k, v in raw["rows"]["missing_facet"].items() if v}
-        if missing or raw["rows"]["missing_label"]:
-            lines += [
-                f"Rows left out for a missing value: facet {missing or 'none'}, "
-                f"label {raw['rows']['missing_label']}.",
-                "",
-            ]
-    if rebalance or after:
-        lines += ["## Training split after rebalancing", ""]
-    if rebalance:
-        lines += [
-            f"Strategy `{rebalance.get('strategy')}`, "
-            f"target `{rebalance.get('target')}`: {rebalance.get('rows_before')} "
-            f"rows before, {rebalance.get('rows_after')} "
-            f"after ({rebalance.get('synthetic_rows', 0)} synthetic). Validation and "
+            f"Strategy `{summary.get('strategy')}`, target `{summary.get('target')}`: "
+            f"{summary.get('rows_before')} rows before, {summary.get('rows_after')} "
+            f"after ({summary.get('synthetic_rows', 0)} synthetic). Validation and "
             "test splits keep the real distribution.",
-            "",
         ]
     if after:
-        lines += [*metrics_table(after), ""]
-    return "\n".join(lines).rstrip() + "\n"
+        lines += ["", *metrics_table(after)]
+    return lines
+
+
+def render_report(record: RunRecord) -> str:
+    """report.md: verdict first, then the numbers a fairness reviewer reads."""
+    policy = []
+    if record.gate and record.gate["raw"]["checks"]:
+        policy = ["## Policy", "", *checks_table(record.gate)]
+    sections = [
+        [f"# biasgate report: {record.config.name}"],
+        _verdict(record),
+        _where(record),
+        _validation(record.validation),
+        policy,
+        _raw_bias(record.raw),
+        _rebalanced(record),
+    ]
+    return "\n\n".join("\n".join(section) for section in sections if section) + "\n"
 
 
 def summary_lines(gate: dict[str, Any]) -> list[str]:

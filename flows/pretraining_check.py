@@ -7,15 +7,22 @@ whatever was measured before it is published first, then the run ends Failed.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.states import Failed
 from prefect.runtime import flow_run
+from prefect.states import Failed
 
 from biasgate.analysis import explain_mismatch
-from biasgate.config import load_config
-from biasgate.errors import BiasgateError, GateFailed, ValidationFailed
+from biasgate.config import (
+    ConfigPath,
+    InlineConfig,
+    OutputLocation,
+    Override,
+    load_config,
+)
+from biasgate.errors import BiasgateError, ConfigError, GateFailed, ValidationFailed
 from biasgate.gate import gate_document
 from biasgate.report import summary_lines
 from biasgate.run import RunRecord, new_run_id
@@ -28,25 +35,35 @@ from biasgate.tasks.rebalance import rebalance
 from biasgate.tasks.split import split
 from biasgate.tasks.validate import validate
 
+# Prefect attaches its handlers to the "biasgate" logger (PREFECT_LOGGING_EXTRA_LOGGERS)
+# but leaves its level unset, which would drop the INFO progress of the plain functions.
+logging.getLogger("biasgate").setLevel(logging.INFO)
+
 
 @flow(name="pretraining-check", log_prints=False)
 def pretraining_check(
-    config: str | dict[str, Any],
-    overrides: list[str] | None = None,
-    output: str | None = None,
+    config: ConfigPath | InlineConfig,
+    overrides: list[Override] | None = None,
+    output: OutputLocation | None = None,
 ) -> dict[str, Any]:
     """Check a training table before a model learns from it.
 
     Args:
-        config: path of a YAML config (or Clarify analysis_config.json), or the
-            config itself as a mapping.
+        config: path of a YAML config (or Clarify analysis_config.json), relative
+            to the working directory, or the config itself as a mapping.
         overrides: ``key=value`` changes to the config, as ``biasgate run --set``.
-        output: output location replacing the config's ``output``.
+        output: output folder or s3:// prefix replacing the config's ``output``.
 
     Returns:
         A summary: run folder, verdict, and the lines the CLI prints.
     """
-    cfg = load_config(config, overrides, output=output)
+    try:
+        cfg = load_config(config, overrides, output=output)
+    except ConfigError as err:
+        # A bad config ends the run Failed before any work, naming the bad key; no
+        # report is written because the output location is not known yet.
+        get_run_logger().error("%s", err)
+        return Failed(message=str(err), data=err)
     run_id = new_run_id(str(flow_run.get_id() or "").replace("-", ""))
     record = RunRecord(cfg, join_uri(cfg.output, cfg.name, run_id), run_id)
     get_run_logger().info("run %s of %s writes to %s", run_id, cfg.name, record.run_uri)
@@ -109,7 +126,7 @@ def _check(record: RunRecord) -> None:
 
 
 def _fail_validation(record: RunRecord, frame: Any) -> None:
-    """Raise the validation failure: each failed expectation, then what the data holds."""
+    """Raise the validation failure: failed expectations, then what the data holds."""
     from biasgate.validation import failure_summary
 
     cfg = record.config

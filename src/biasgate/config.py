@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -217,6 +218,38 @@ class Config(_Model):
         data = self.model_dump(mode="json")
         data["storage_options"] = {k: "***" for k in self.storage_options}
         return data
+
+
+# ------------------------------------------------------------------ flow parameters
+
+
+def _check_override(item: str) -> str:
+    key, sep, _ = item.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"expected key=value (e.g. gate.mode=warn), got {item!r}")
+    return item
+
+
+#: Path or URI of a YAML config (or Clarify analysis_config.json), as a flow parameter.
+#: A relative path is relative to the working directory of the run.
+ConfigPath = Annotated[StrictStr, Field(min_length=1)]
+
+#: The config itself as a flow parameter; its keys are checked by :func:`load_config`,
+#: which names the path of a bad key.
+InlineConfig = dict[StrictStr, Any]
+
+#: One ``key.sub=value`` change to the config (``biasgate run --set``). The pattern is
+#: only written into the parameter schema, so that a server enforcing the schema
+#: rejects a malformed override when the run is created; a run started without that
+#: check fails in Prefect's parameter validation with the message above.
+Override = Annotated[
+    StrictStr,
+    AfterValidator(_check_override),
+    Field(json_schema_extra={"pattern": r"^\s*[^=\s][^=]*="}),
+]
+
+#: ``--output`` as a flow parameter: a local folder or an s3:// prefix.
+OutputLocation = Annotated[StrictStr, Field(min_length=1)]
 
 
 # --------------------------------------------------------------------------- loading

@@ -26,7 +26,7 @@ from biasgate.errors import BiasgateError, ConfigError, GateFailed, ValidationFa
 from biasgate.gate import gate_document
 from biasgate.report import summary_lines
 from biasgate.run import RunRecord, new_run_id
-from biasgate.storage import join_uri
+from biasgate.storage import join_uri, redact_uri
 from biasgate.tasks.gate import gate
 from biasgate.tasks.ingest import ingest
 from biasgate.tasks.measure import measure
@@ -66,7 +66,8 @@ def pretraining_check(
         return Failed(message=str(err), data=err)
     run_id = new_run_id(str(flow_run.get_id() or "").replace("-", ""))
     record = RunRecord(cfg, join_uri(cfg.output, cfg.name, run_id), run_id)
-    get_run_logger().info("run %s of %s writes to %s", run_id, cfg.name, record.run_uri)
+    where = redact_uri(record.run_uri)
+    get_run_logger().info("run %s of %s writes to %s", run_id, cfg.name, where)
     try:
         _check(record)
     except Exception as err:
@@ -78,10 +79,10 @@ def pretraining_check(
             raise
         # An expected failure (bad input, validation, gate) ends the run Failed with
         # its reasons as the state message, without a traceback.
-        err.run_uri = record.run_uri
-        get_run_logger().error("%s\nreport: %s", err, record.run_uri)
+        err.run_uri = where
+        get_run_logger().error("%s\nreport: %s", err, where)
         return Failed(message=str(err), data=err)
-    return {"run_uri": record.run_uri, "verdict": record.status,
+    return {"run_uri": where, "verdict": record.status,
             "summary": summary_lines(record.gate)}  # fmt: skip
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
 
 from biasgate.errors import BiasgateError, SourceError
 
@@ -23,3 +26,17 @@ def retry_only_transient(task: Any, task_run: Any, state: Any) -> bool:
     if isinstance(error, SourceError):
         return error.transient
     return not isinstance(error, BiasgateError)
+
+
+@contextmanager
+def noting_attempts() -> Iterator[None]:
+    """When a transient I/O error ends the last attempt, say how often it was tried."""
+    try:
+        yield
+    except SourceError as err:
+        context = TaskRunContext.get()
+        if err.transient and context is not None:
+            attempts = context.task_run.run_count
+            if attempts > context.task.retries:
+                err.args = (f"{err} (gave up after {attempts} attempt(s))",)
+        raise

@@ -104,3 +104,74 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# --------------------------------------------------------------------- S3 (moto server)
+
+#: Dummy credentials of the test session's environment; tests grep outputs and logs
+#: for them, so they must never look like anything else.
+S3_ENV_KEY_ID = "biasgate-env-key-id-7c1e"
+S3_ENV_SECRET = "biasgate-env-secret-5b9d"
+_AWS_VARIABLES_TO_CLEAR = (
+    "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+    "AWS_ENDPOINT_URL_S3", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)  # fmt: skip
+
+
+def reset_moto(endpoint: str) -> None:
+    """Forget every bucket and IAM user, switch request authentication off again, and
+    drop s3fs's cached filesystems (they hold clients of earlier tests)."""
+    import urllib.request
+
+    import s3fs
+
+    for path, body in (("/moto-api/reset", b""), ("/moto-api/reset-auth", b"inf")):
+        request = urllib.request.Request(
+            endpoint + path, data=body, method="POST",
+            headers={"Content-Type": "text/plain"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """One moto S3 server on a free 127.0.0.1 port for the session; yields its URL.
+
+    Dummy credentials and AWS_ENDPOINT_URL send every client to it; ~/.aws, profiles
+    and the instance metadata service are switched off, so no test reaches real AWS.
+    """
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    endpoint = "http://{}:{}".format(*server.get_host_and_port())
+    werkzeug = logging.getLogger("werkzeug")
+    level = werkzeug.level
+    werkzeug.setLevel(logging.WARNING)  # one line per request otherwise
+    with pytest.MonkeyPatch.context() as env:
+        for name in _AWS_VARIABLES_TO_CLEAR:
+            env.delenv(name, raising=False)
+        env.setenv("AWS_CONFIG_FILE", os.devnull)
+        env.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        env.setenv("AWS_ACCESS_KEY_ID", S3_ENV_KEY_ID)
+        env.setenv("AWS_SECRET_ACCESS_KEY", S3_ENV_SECRET)
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        env.setenv("AWS_ENDPOINT_URL", endpoint)
+        try:
+            yield endpoint
+        finally:
+            server.stop()
+            werkzeug.setLevel(level)
+
+
+@pytest.fixture
+def s3_endpoint(moto_server: str) -> str:
+    """The session's moto server, emptied for this test."""
+    reset_moto(moto_server)
+    return moto_server

@@ -253,7 +253,8 @@ def test_split_sizes_within_one_row_and_every_row_once(n_rows, share, fractions,
         return
     parts = split_frame(df, config)
     for name, fraction in zip(("train", "validation", "test"), fractions, strict=True):
-        assert abs(len(parts[name]) - fraction * n_rows) <= 1
+        # one row of rounding, plus float noise in fraction * n_rows (0.7 * 350)
+        assert abs(len(parts[name]) - fraction * n_rows) <= 1 + 1e-9
         if fraction > 0:  # every stratum appears in every non-empty split
             assert set(parts[name]["outcome"]) == {"yes", "no"}
     positions = np.concatenate([p.index.to_numpy() for p in parts.values()])

@@ -1,4 +1,4 @@
-"""Command line: ``biasgate run`` (the Prefect flow) and ``biasgate check`` (a quick audit).
+"""Command line: ``biasgate run`` (the Prefect flow) and ``biasgate check`` (an audit).
 
 Exit codes: 0 passed, 1 the gate failed (report written), 2 bad input or
 configuration, 3 an unexpected error (a bug: please report it with the traceback).
@@ -37,7 +37,9 @@ def _parser() -> argparse.ArgumentParser:
         help="change a config key, e.g. --set gate.mode=warn (value read as YAML)",
     )  # fmt: skip
 
-    check = sub.add_parser("check", help="measure bias metrics of a table and print them")
+    check = sub.add_parser(
+        "check", help="measure bias metrics of a table and print them"
+    )
     check.add_argument("data", help="local path or URI of a CSV / Parquet / JSONL file")
     check.add_argument("--label", required=True, help="label column")
     outcome = check.add_mutually_exclusive_group(required=True)
@@ -124,10 +126,11 @@ def _facet_spec(text: str, frame: Any) -> dict[str, Any]:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from biasgate.analysis import analyze
     from biasgate.config import DEFAULT_METRICS, FacetSpec, LabelSpec
     from biasgate.storage import read_table
-    from pydantic import ValidationError
 
     read_options = _key_values(args.read, "--read")
     storage_options = _key_values(args.storage_option, "--storage-option")
@@ -158,16 +161,16 @@ def _check(args: argparse.Namespace) -> int:
 def _metrics_text(section: dict[str, Any]) -> str:
     names = [m["name"] for m in next(iter(section["facets"].values()))[0]["metrics"]]
     lines = [f"label {section['label']} positive {section['label_value_or_threshold']}"]
-    lines.append(
-        f"{'facet':<24}{'n_d':>8}" + "".join(f"{name:>10}" for name in names)
-    )
+    lines.append(f"{'facet':<24}{'n_d':>8}" + "".join(f"{name:>10}" for name in names))
     for facet, entries in section["facets"].items():
         for entry in entries:
             cells = []
             for metric in entry["metrics"]:
                 value = metric["value"]
                 cells.append(
-                    f"{value:>10.4f}" if isinstance(value, float) else f"{value or 'n/a':>10}"
+                    f"{value:>10.4f}"
+                    if isinstance(value, float)
+                    else f"{value or 'n/a':>10}"
                 )
             name = f"{facet}={entry['value_or_threshold']}"[:23]
             lines.append(f"{name:<24}{entry['counts']['n_d']:>8}" + "".join(cells))
@@ -183,7 +186,10 @@ def _metrics_text(section: dict[str, Any]) -> str:
 
 
 def _prefect_defaults() -> None:
-    """Quiet telemetry that cannot be sent from closed networks (before importing Prefect)."""
+    """Settings for the Prefect run; must happen before Prefect is imported.
+
+    Telemetry cannot be sent from closed networks and would log errors.
+    """
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Show biasgate's own log records (e.g. rebalancing progress) in the run logs.

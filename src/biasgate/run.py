@@ -2,7 +2,7 @@
 
 A :class:`RunRecord` collects the documents as the flow makes them; :func:`publish`
 writes whatever exists, data files first, reports next and ``manifest.json`` last, so
-that a folder without a manifest is known to be incomplete.
+that a folder without a manifest is known to be incomplete (:func:`read_manifest`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from typing import Any
 import pandas as pd
 
 from biasgate.config import Config
-from biasgate.errors import SourceError
+from biasgate.errors import InputError, SourceError
+from biasgate.remote import UncertainWrite, scrub
 from biasgate.report import render_report
-from biasgate.storage import join_uri, redact_uri, remove_quietly, write_bytes_atomic
+from biasgate.storage import Writer, join_uri, read_bytes, redact_uri
 
 logger = logging.getLogger("biasgate.run")
 
@@ -77,6 +78,9 @@ class RunRecord:
     splits: dict[str, pd.DataFrame] | None = None
     error: Exception | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: Files a failed publish may have left behind (not confirmed removed), kept
+    #: across retries so that the final error lists all of them.
+    leftovers: list[str] = field(default_factory=list)
 
     @contextlib.contextmanager
     def timed(self, step: str) -> Iterator[None]:
@@ -148,26 +152,125 @@ class RunRecord:
 def publish(record: RunRecord) -> list[str]:
     """Write the run's files, ``manifest.json`` last; returns the URIs written.
 
-    If a write fails, what this call wrote is removed (best effort) and the error
-    names what could not be removed, so no folder is left looking complete.
+    All or nothing for a reader: every file is written whole (temporary file and
+    rename, or one PUT), the manifest only after all of them. If a write fails, every
+    file this run may have written (in this call or an earlier failed one) is removed,
+    best effort, and the error says what was removed and what may remain. The input
+    is never touched: the run folder is new for every run.
+
+    Prefect transactions (``with transaction():`` around one task per file, each with
+    an ``on_rollback`` hook) are not used: in Prefect 3.9 a failed attempt of a
+    retried task inside a transaction rolls the whole transaction back at once, so a
+    transient error on the manifest deleted the other files while the retry then
+    wrote a manifest for a folder without them; rollback hooks also stop at the first
+    hook that raises and report nothing back to the flow. One task that writes in
+    order and cleans up after itself keeps the retries and the error message honest.
     """
     options = record.config.storage_options
     files = record.documents()
+    writer = Writer(record.run_uri, options)
+    manifest_uri = join_uri(record.run_uri, "manifest.json")
     written: list[str] = []
+    earlier = bool(record.leftovers)  # a failed attempt before this one wrote files
     try:
         for name, data in files.items():
             uri = join_uri(record.run_uri, name)
-            write_bytes_atomic(uri, data, options)
+            _write(record, writer, uri, data)
             written.append(uri)
-        manifest_uri = join_uri(record.run_uri, "manifest.json")
-        write_bytes_atomic(manifest_uri, _json_bytes(record.manifest(files)), options)
-        written.append(manifest_uri)
+        _remove_stale(record, writer, keep=written)
+        _write(record, writer, manifest_uri, _json_bytes(record.manifest(files)))
     except Exception as err:
-        left = [uri for uri in written if not remove_quietly(uri, options)]
-        detail = f"; could not remove {left}" if left else "; removed what was written"
-        raise SourceError(
-            f"publishing to {redact_uri(record.run_uri)} failed "
-            f"({type(err).__name__}: {err}){detail}",
-            transient=False,
-        ) from err
-    return written
+        raise _rolled_back(
+            record, writer, err, wrote=bool(written) or earlier
+        ) from None
+    record.leftovers.clear()
+    return [*written, manifest_uri]
+
+
+def _write(record: RunRecord, writer: Writer, uri: str, data: bytes) -> None:
+    """Write one file and remember it for a rollback, also when a failed write may
+    have stored it anyway."""
+    try:
+        writer.write(uri, data)
+    except UncertainWrite:
+        _remember(record, uri)
+        raise
+    _remember(record, uri)
+
+
+def _remember(record: RunRecord, uri: str) -> None:
+    if uri not in record.leftovers:
+        record.leftovers.append(uri)
+
+
+def _remove_stale(record: RunRecord, writer: Writer, keep: list[str]) -> None:
+    """Files of an earlier failed attempt that this one does not write (the splits,
+    when only the error report follows): removed before the manifest is written."""
+    stale = [uri for uri in record.leftovers if uri not in keep]
+    left = writer.remove(stale[::-1])
+    if left:
+        logger.warning("files of a failed attempt remain: %s", left)
+    record.leftovers[:] = [
+        uri for uri in record.leftovers if uri in keep or uri in left
+    ]
+
+
+class PublishFailed(SourceError):
+    """Writing a run's files failed; what could not be removed is in the message."""
+
+
+def _rolled_back(
+    record: RunRecord, writer: Writer, err: Exception, *, wrote: bool
+) -> PublishFailed:
+    """Remove what this run may have written (manifest first) and describe it all.
+
+    When the run had already failed (bad input, an unreachable source, the gate) and
+    only its error report could not be written, that first error leads the message.
+    """
+    cause = str(err) if isinstance(err, SourceError) else f"{type(err).__name__}: {err}"
+    left = writer.remove(record.leftovers[::-1])
+    record.leftovers[:] = [uri for uri in record.leftovers if uri in left]
+    if left:
+        cleanup = (
+            f"Could not remove what it had written; these {len(left)} file(s) may "
+            f"remain: {', '.join(redact_uri(uri) for uri in reversed(left))}"
+        )
+    elif wrote:
+        cleanup = "Removed what it had written"
+    else:
+        cleanup = "Nothing was written"
+    message = (
+        f"publishing to {redact_uri(record.run_uri)} failed: {cause}. {cleanup}; "
+        "without manifest.json the folder counts as incomplete"
+    )
+    if record.error is not None and not isinstance(record.error, PublishFailed):
+        message = f"{record.error}\nThe error report could not be written: {message}"
+    return PublishFailed(
+        scrub(message, record.config.storage_options),
+        transient=getattr(err, "transient", False),
+    )
+
+
+def read_manifest(run_uri: str, storage_options: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of a finished run, after checking every file it lists.
+
+    A folder without ``manifest.json`` is an incomplete run (it failed while
+    publishing, or is still being written) and is refused, as is a folder whose files
+    do not match the sizes and sha256 sums in its manifest.
+    """
+    where = redact_uri(run_uri)
+    try:
+        manifest = json.loads(
+            read_bytes(join_uri(run_uri, "manifest.json"), storage_options)
+        )
+    except SourceError as err:
+        if "does not exist" not in str(err):
+            raise
+        raise InputError(
+            f"run {where} has no manifest.json: it is incomplete"
+        ) from None
+    for name, meta in manifest["files"].items():
+        data = read_bytes(join_uri(run_uri, name), storage_options)
+        if {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()} != meta:
+            raise InputError(f"run {where}: {name} does not match its manifest entry")
+    return manifest

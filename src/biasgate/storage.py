@@ -1,8 +1,9 @@
 """Reading the source and writing outputs, for local paths and any fsspec URI.
 
-Every remote access goes through fsspec with an explicit ``storage_options`` dict:
-pandas given ``storage_options=None`` would switch to pyarrow's own S3 client, which
-ignores the endpoint and keys configured for s3fs.
+Every remote access goes through fsspec (:mod:`biasgate.remote`) with the config's
+``storage_options``; pandas and pyarrow only ever see bytes in memory. Handing them an
+``s3://`` URI instead would let pandas, given ``storage_options=None``, switch to
+pyarrow's own S3 client, which ignores the endpoint and keys configured for s3fs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from biasgate.errors import ConfigError, InputError, SourceError
+from biasgate.remote import redact_uri
 
 logger = logging.getLogger("biasgate.storage")
 
@@ -34,7 +36,13 @@ _FORMATS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
 }
-_COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".xz": "xz", ".zip": "zip"}
+_COMPRESSIONS = {
+    ".gz": "gzip",
+    ".bz2": "bz2",
+    ".zst": "zstd",
+    ".xz": "xz",
+    ".zip": "zip",
+}
 
 
 def is_remote(uri: str) -> bool:
@@ -50,18 +58,15 @@ def join_uri(base: str, *parts: str) -> str:
     return str(Path(base).joinpath(*parts))
 
 
-def redact_uri(uri: str) -> str:
-    """Drop any ``user:password@`` part of a URI before it is logged or written."""
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1***@", uri)
-
-
 def detect_format(uri: str, read_options: dict[str, Any]) -> tuple[str, str | None]:
     """(format, compression) from ``read.format`` or the file name's suffixes."""
     suffixes = [s.lower() for s in Path(uri.split("?")[0]).suffixes]
     compression = _COMPRESSIONS.get(suffixes[-1]) if suffixes else None
     if compression:
         suffixes = suffixes[:-1]
-    fmt = read_options.get("format") or (_FORMATS.get(suffixes[-1]) if suffixes else None)
+    fmt = read_options.get("format") or (
+        _FORMATS.get(suffixes[-1]) if suffixes else None
+    )
     if fmt not in ("csv", "parquet", "jsonl"):
         raise ConfigError(
             f"cannot tell the format of {redact_uri(uri)!r} from its name; set "
@@ -86,18 +91,8 @@ class SourceInfo:
         return {**self.__dict__, "uri": redact_uri(self.uri)}
 
 
-def _filesystem(uri: str, storage_options: dict[str, Any]):
-    import fsspec
-
-    try:
-        fs, path = fsspec.core.url_to_fs(uri, **storage_options)
-    except (ImportError, ValueError) as err:
-        raise ConfigError(f"cannot open {redact_uri(uri)!r}: {err}") from err
-    return fs, path
-
-
 def read_bytes(uri: str, storage_options: dict[str, Any]) -> bytes:
-    """The whole object at ``uri``; OS and service errors become :class:`SourceError`."""
+    """The whole object at ``uri``; OS and service errors become SourceError."""
     if not is_remote(uri):
         path = Path(uri.removeprefix("file://"))
         try:
@@ -107,10 +102,12 @@ def read_bytes(uri: str, storage_options: dict[str, Any]) -> bytes:
         except IsADirectoryError as err:
             raise SourceError(f"source {path} is a directory; give a file") from err
         except PermissionError as err:
-            raise SourceError(f"source {path} cannot be read: permission denied") from err
-    from biasgate.remote import read_remote_bytes
+            raise SourceError(
+                f"source {path} cannot be read: permission denied"
+            ) from err
+    from biasgate.remote import ObjectStore
 
-    return read_remote_bytes(uri, storage_options)
+    return ObjectStore(uri, storage_options).read(uri)
 
 
 def parse_table(data: bytes, uri: str, read_options: dict[str, Any]) -> pd.DataFrame:
@@ -164,20 +161,50 @@ def read_table(
     return frame, info
 
 
-def write_bytes_atomic(uri: str, data: bytes, storage_options: dict[str, Any]) -> None:
-    """Write ``data`` so that readers see the whole file or nothing.
+class Writer:
+    """Writes and removes the files of one output location, local or remote.
 
-    Locally the bytes go to a temporary file in the same folder, are flushed to disk,
-    then renamed over the target. An object store's PUT is atomic per object.
+    Readers see each file whole or not at all: locally the bytes go to a temporary
+    file in the same folder, are flushed to disk and renamed over the target; an object
+    store's PUT is atomic per object. A remote location is reached through one
+    filesystem for all the files of a run.
     """
-    if is_remote(uri):
-        from biasgate.remote import write_remote_bytes
 
-        write_remote_bytes(uri, data, storage_options)
-        return
-    path = Path(uri.removeprefix("file://"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    def __init__(self, location: str, storage_options: dict[str, Any]) -> None:
+        self._store = None
+        if is_remote(location):
+            from biasgate.remote import ObjectStore
+
+            self._store = ObjectStore(location, storage_options)
+
+    def write(self, uri: str, data: bytes) -> None:
+        if self._store is not None:
+            self._store.write(uri, data)
+        else:
+            _write_local_atomic(Path(uri.removeprefix("file://")), data)
+
+    def remove(self, uris: list[str]) -> list[str]:
+        """Best-effort delete (a rolled-back publish); returns what may remain."""
+        if self._store is not None:
+            return self._store.remove(uris)
+        left = []
+        for uri in uris:
+            try:
+                Path(uri.removeprefix("file://")).unlink(missing_ok=True)
+            except OSError as err:
+                logger.warning("could not remove %s: %s", uri, type(err).__name__)
+                left.append(uri)
+        return left
+
+
+def _write_local_atomic(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+        )
+    except OSError as err:
+        raise SourceError(f"cannot write {path}: {err.strerror or err}") from err
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are shared
         with os.fdopen(fd, "wb") as handle:
@@ -198,17 +225,3 @@ def _read_umask() -> int:
 
 # Read once at import, before any worker thread exists: os.umask() sets as it reads.
 _UMASK = _read_umask()
-
-
-def remove_quietly(uri: str, storage_options: dict[str, Any]) -> bool:
-    """Best-effort delete used when a publish is rolled back; True if it is gone."""
-    try:
-        if is_remote(uri):
-            fs, path = _filesystem(uri, storage_options)
-            fs.rm(path)
-        else:
-            Path(uri.removeprefix("file://")).unlink(missing_ok=True)
-        return True
-    except Exception as err:  # noqa: BLE001 - rollback must go on with the next file
-        logger.warning("could not remove %s: %s", redact_uri(uri), type(err).__name__)
-        return False

@@ -24,7 +24,7 @@ from biasgate.config import (
 )
 from biasgate.errors import BiasgateError, ConfigError, GateFailed, ValidationFailed
 from biasgate.gate import gate_document
-from biasgate.report import summary_lines
+from biasgate.report import summary_lines, worsened
 from biasgate.run import RunRecord, new_run_id
 from biasgate.storage import join_uri, redact_uri
 from biasgate.tasks.gate import gate
@@ -115,6 +115,8 @@ def _check(record: RunRecord) -> None:
         record.after = measure(splits["train"], cfg, "rebalanced_train")
     record.splits = splits
 
+    for line in worsened(record.raw, record.after):
+        get_run_logger().warning("rebalancing made %s worse", line)
     after_gate = gate(record.after, cfg, "rebalanced_train")
     record.gate = gate_document(cfg.gate, raw_gate, after_gate)
     if record.gate["verdict"] == "failed":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,3 +41,17 @@ def noting_attempts() -> Iterator[None]:
             if attempts > context.task.retries:
                 err.args = (f"{err} (gave up after {attempts} attempt(s))",)
         raise
+
+
+class _NoTracebackForExpectedFailures(logging.Filter):
+    """Bad input ends a task with a message that says what to do; a traceback of
+    biasgate's own frames under it would only bury that message in the run logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, BiasgateError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+logging.getLogger("prefect.task_runs").addFilter(_NoTracebackForExpectedFailures())

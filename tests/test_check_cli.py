@@ -171,3 +171,57 @@ def test_threshold_facet(
     assert entry["counts"]["pos_d"] == int(
         (adult_frame.loc[older, "income"] == ">50K").sum()
     )
+
+
+# ------------------------------------------------- found by trying it as a new user
+
+
+def test_corrupt_gzip_is_bad_input_not_a_crash(tmp_path, capsys) -> None:
+    broken = tmp_path / "broken.csv.gz"
+    broken.write_bytes(ADULT_CSV_GZ.read_bytes()[:5000])  # truncated stream
+    result = _check(
+        capsys, str(broken), "--label", "y", "--positive", "1", "--facet", "s"
+    )
+    _assert_bad_input(*result, str(broken), "gzip", "whole")
+
+
+def test_header_row_read_as_data_is_refused(tmp_path, capsys) -> None:
+    path = _csv(tmp_path, SMALL_CSV)
+    result = _check(
+        capsys, path, "--label", "y", "--positive", "1", "--facet", "s",
+        "--read", "header=null", "--read", "names=[y, s, g]",
+    )  # fmt: skip
+    _assert_bad_input(*result, "repeats the column names", "read.header: 0")
+
+
+def test_text_output_counts_rows_left_out(tmp_path, capsys) -> None:
+    path = _csv(tmp_path, "y,s\n1,F\n0,F\n1,M\n0,\n1,M\n0,M\n")
+    code, out, _ = _check(
+        capsys, path, "--label", "y", "--positive", "1", "--facet", "s"
+    )
+    assert code == 0
+    assert "left out for a missing value: 0 rows without a label; facet {'s': 1}" in out
+
+
+def test_unknown_metric_lists_the_known_ones(capsys) -> None:
+    result = _check(
+        capsys, *_adult("--label", "income", "--positive", ">50K", "--facet", "sex",
+                        "--metrics", "CI,FOO"),
+    )  # fmt: skip
+    _assert_bad_input(*result, "'FOO'", "CI, DPL, KL, JS, LP, TVD, KS, CDDL, DI")
+
+
+def test_a_reader_closing_the_pipe_early_is_not_an_error(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "biasgate", "check",
+               *_adult("--label", "income", "--positive", ">50K", "--facet", "race",
+                       "--json")]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline().startswith(b"{")
+    process.stdout.close()  # like `| head -1`
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert process.wait(timeout=60) == 0, stderr
+    assert "Traceback" not in stderr

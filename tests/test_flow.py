@@ -122,6 +122,9 @@ def test_report_shows_both_stages(mitigated_run):
     assert "**Verdict: PASSED** (mode `mitigate`)" in report
     assert "| DPL | sex = Female | 0.1963 | 0.0000 | \\|DPL\\| <= 0.1 |" in report
     assert "## Training split after rebalancing" in report
+    # balancing sex x income skews race: the report must say so
+    assert "**Rebalancing made these worse**" in report
+    assert "- DPL for race=Black: 0.129 -> " in report
 
 
 def test_fail_mode_exits_1_and_still_writes_the_report(tmp_path, capsys):
@@ -129,8 +132,10 @@ def test_fail_mode_exits_1_and_still_writes_the_report(tmp_path, capsys):
         ["run", str(EXAMPLES_DIR / "adult-fail.yaml"), "--output", str(tmp_path)]
     )
     assert code == 1
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "DPL for sex=Female is 0.196, allowed |DPL| <= 0.1 (n_d=10771)" in err
+    assert out.startswith("gate: FAILED (mode fail)\n")  # every rule beside its limit
+    assert "[passed] CI for sex=Female is 0.338, within |CI| <= 0.5" in out
     folder = _run_folder(tmp_path, "adult-fail")
     names = {p.name for p in folder.iterdir()}
     assert {"analysis.json", "gate.json", "report.md", "manifest.json"} <= names

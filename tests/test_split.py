@@ -140,8 +140,23 @@ def test_too_small_stratum_is_named_with_a_fix():
     assert "at least 7 rows" in message
     assert "label=negative, sex=F has 16" in message  # the next smallest
     assert "split.stratify: [label]" in message
-    assert "Merge rare values" in message
+    assert "merge rare values" in message
     assert "Traceback" not in message
+
+
+def test_advice_fits_the_keys_and_missing_values():
+    # Stratified on the label alone, "stratify on fewer keys" is no advice.
+    counts = {("M", "no"): 95, ("M", "yes"): 5}
+    with pytest.raises(InputError) as info:
+        split_frame(cells_frame(counts), make_config(stratify=["label"]))
+    assert "stratify on fewer keys" not in str(info.value)
+    # A stratum of rows with a missing facet value: fill or drop them.
+    frame = cells_frame({("M", "no"): 60, ("M", "yes"): 20, ("F", "no"): 18})
+    frame.loc[frame.index[-2:], "sex"] = None
+    with pytest.raises(InputError) as info:
+        split_frame(frame, make_config())
+    assert "sex=<missing> has 2 rows" in str(info.value)
+    assert "fill or drop the rows with a missing facet value" in str(info.value)
 
 
 def test_stratifying_on_label_alone_avoids_the_small_stratum():

@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from biasgate.errors import BiasgateError, ConfigError
+from biasgate.errors import BiasgateError, ConfigError, GateFailed
+from biasgate.report import summary_lines
 
 logger = logging.getLogger("biasgate")
 
@@ -48,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         help="positive label value (repeat for several)",
     )  # fmt: skip
     outcome.add_argument(
-        "--threshold", type=_number, metavar="T", help="positive means label > T"
+        "--threshold", type=threshold, metavar="T", help="positive means label > T"
     )
     check.add_argument(
         "--facet", action="append", required=True, metavar="COL[=V,...]|COL>T",
@@ -83,7 +84,7 @@ def _key_values(items: list[str], flag: str) -> dict[str, Any]:
     return options
 
 
-def _number(text: str) -> int | float:
+def threshold(text: str) -> int | float:
     """A threshold as typed: ``40`` stays an int (shown ``> 40``), ``0.5`` a float."""
     try:
         return int(text)
@@ -112,9 +113,9 @@ def _typed(series: Any, text: str) -> Any:
 
 def _facet_spec(text: str, frame: Any) -> dict[str, Any]:
     if ">" in text and "=" not in text:
-        column, _, threshold = text.partition(">")
+        column, _, limit = text.partition(">")
         try:
-            return {"column": column.strip(), "threshold": _number(threshold)}
+            return {"column": column.strip(), "threshold": threshold(limit)}
         except ValueError as err:
             raise ConfigError(f"--facet {text!r}: threshold must be a number") from err
     column, sep, values = text.partition("=")
@@ -148,7 +149,10 @@ def _check(args: argparse.Namespace) -> int:
     metrics = args.metrics.split(",") if args.metrics else list(DEFAULT_METRICS)
     unknown = [m for m in metrics if m not in ("DI", *DEFAULT_METRICS)]
     if unknown:
-        raise ConfigError(f"--metrics: unknown metric(s) {unknown}")
+        raise ConfigError(
+            f"--metrics: unknown metric(s) {unknown}; choose from "
+            f"{', '.join((*DEFAULT_METRICS, 'DI'))}"
+        )
     section = analyze(frame, label, facets, args.group, metrics)
     if args.json:
         json.dump({"pre_training_bias_metrics": section}, sys.stdout, indent=2)
@@ -182,6 +186,13 @@ def _metrics_text(section: dict[str, Any]) -> str:
         if m.get("error")
     }
     lines += [f"  n/a {where}: {why}" for where, why in errors.items()]
+    rows = section["rows"]
+    left_out = {k: v for k, v in rows["missing_facet"].items() if v}
+    if rows["missing_label"] or left_out:
+        lines.append(
+            f"left out for a missing value: {rows['missing_label']} rows without a "
+            f"label; facet {left_out or 'none'} (of {rows['total']} rows)"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -216,6 +227,8 @@ def _run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n".join(result["summary"]) + "\n")
         return EXIT_PASSED
     error = state.result(raise_on_failure=False)
+    if isinstance(error, GateFailed):
+        sys.stdout.write("\n".join(summary_lines(error.result)) + "\n")
     if isinstance(error, BiasgateError):
         where = getattr(error, "run_uri", None)
         if where:
@@ -235,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     except BiasgateError as err:
         sys.stderr.write(f"biasgate: {err}\n")
         return err.exit_code
+    except BrokenPipeError:
+        # The reader of stdout stopped early (e.g. `| head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PASSED
     except KeyboardInterrupt:
         sys.stderr.write("biasgate: interrupted\n")
         return 130

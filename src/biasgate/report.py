@@ -154,6 +154,35 @@ def _raw_bias(raw: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+#: A rebalanced |CI| or |DPL| this much above the raw one is pointed out in the report.
+WORSENED_BY = 0.05
+
+
+def worsened(raw: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Facet values whose |CI| or |DPL| grew by more than WORSENED_BY in rebalancing.
+
+    Balancing the cells of one facet can skew another (on Adult, balancing sex x
+    income raises DPL for most race values): a reviewer must see that.
+    """
+    lines = []
+    for facet, entries in raw["facets"].items():
+        later = {e["value_or_threshold"]: e for e in after["facets"].get(facet, [])}
+        for entry in entries:
+            value = entry["value_or_threshold"]
+            before_values = {m["name"]: m.get("value") for m in entry["metrics"]}
+            for metric in later.get(value, {}).get("metrics", []):
+                was, now = before_values.get(metric["name"]), metric.get("value")
+                if metric["name"] not in ("CI", "DPL") or not all(
+                    isinstance(v, float) for v in (was, now)
+                ):
+                    continue
+                if abs(now) - abs(was) > WORSENED_BY:
+                    lines.append(
+                        f"{metric['name']} for {facet}={value}: {was:.3f} -> {now:.3f}"
+                    )
+    return lines
+
+
 def _rebalanced(record: RunRecord) -> list[str]:
     summary, after = record.rebalance, record.after
     if not (summary or after):
@@ -167,6 +196,16 @@ def _rebalanced(record: RunRecord) -> list[str]:
             f"after ({summary.get('synthetic_rows', 0)} synthetic). Validation and "
             "test splits keep the real distribution.",
         ]
+    if after and record.raw:
+        worse = worsened(record.raw, after)
+        if worse:
+            lines += [
+                "",
+                f"**Rebalancing made these worse** (|value| up by more than "
+                f"{WORSENED_BY}; rebalance.facets or the policy may need them):",
+                "",
+                *[f"- {line}" for line in worse],
+            ]
     if after:
         lines += ["", *metrics_table(after)]
     return lines
@@ -192,6 +231,8 @@ def render_report(record: RunRecord) -> str:
 def summary_lines(gate: dict[str, Any]) -> list[str]:
     """The CLI's closing lines: verdict, then each checked metric beside its limit."""
     lines = [f"gate: {_VERDICT[gate['verdict']]} (mode {gate['mode']})"]
+    if not gate["rules"]:
+        return [*lines, "  no rules configured: nothing was checked (see gate.rules)"]
     for evaluation in (gate["raw"], gate.get("rebalanced_train")):
         if not evaluation:
             continue

@@ -116,7 +116,9 @@ def split_sizes(n_rows: int, config: Config) -> dict[str, int]:
     return sizes
 
 
-def _check_strata(strata: pd.Series, sizes: dict[str, int], n_rows: int) -> None:
+def _check_strata(
+    strata: pd.Series, sizes: dict[str, int], n_rows: int, keys: list[str]
+) -> None:
     """Refuse strata too small to give each non-empty split at least one row."""
     smallest = min(size for size in sizes.values() if size > 0)
     counts = strata.value_counts(sort=False).sort_values(kind="stable")
@@ -134,9 +136,23 @@ def _check_strata(strata: pd.Series, sizes: dict[str, int], n_rows: int) -> None
         f"stratum {first} has {first_count} rows, too few to appear in every split "
         f"({fractions} of {n_rows} rows): each stratum needs at least {need} rows; "
         f"{len(too_small)} of {len(counts)} strata are smaller. Smallest strata: "
-        f"{shown}. Merge rare values into one (e.g. an 'Other' value), stratify on "
-        "fewer keys (e.g. split.stratify: [label]), or change the split fractions"
+        f"{shown}. {_stratum_advice(str(first), keys)}"
     )
+
+
+def _stratum_advice(stratum: str, keys: list[str]) -> str:
+    """What to do about a stratum too small to split, given what it is made of."""
+    fixes = []
+    if MISSING in stratum:
+        fixes.append(
+            "fill or drop the rows with a missing facet value (they form their own "
+            "stratum)"
+        )
+    fixes.append("merge rare values into one (e.g. an 'Other' value)")
+    if keys != ["label"]:
+        fixes.append("stratify on fewer keys (e.g. split.stratify: [label])")
+    fixes.append("provide more rows or change the split fractions")
+    return "To fix: " + "; or ".join(fixes) + "."
 
 
 def _split_positions(
@@ -216,7 +232,7 @@ def split_frame(df: pd.DataFrame, config: Config) -> dict[str, pd.DataFrame]:
     strata = None
     if spec.stratify:
         strata = combine_keys(key_columns(df, config, spec.stratify))
-        _check_strata(strata, sizes, n_rows)
+        _check_strata(strata, sizes, n_rows, list(config.split.stratify))
     codes = pd.factorize(strata)[0] if strata is not None else None
     positions = np.arange(n_rows)
     n_rest = sizes["validation"] + sizes["test"]

@@ -15,6 +15,7 @@ import os
 import re
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,7 @@ class SourceInfo:
 def read_bytes(uri: str, storage_options: dict[str, Any]) -> bytes:
     """The whole object at ``uri``; OS and service errors become SourceError."""
     if not is_remote(uri):
-        path = Path(uri.removeprefix("file://"))
+        path = Path(uri.removeprefix("file://")).absolute()
         try:
             return path.read_bytes()
         except FileNotFoundError as err:
@@ -129,12 +130,32 @@ def parse_table(data: bytes, uri: str, read_options: dict[str, Any]) -> pd.DataF
     except pd.errors.EmptyDataError as err:
         raise InputError(f"source {name} holds no data (no header, no rows)") from err
     except TypeError as err:
-        raise ConfigError(f"read options {sorted(options)} rejected: {err}") from err
-    except (pd.errors.ParserError, ValueError, OSError) as err:
+        given = sorted(k for k in read_options if k != "format")
+        raise ConfigError(f"read options {given} rejected: {err}") from err
+    except (pd.errors.ParserError, ValueError, OSError, EOFError, zlib.error) as err:
+        # OSError covers gzip.BadGzipFile; zlib.error and EOFError a truncated or
+        # corrupt compressed stream. None of them gets better on a retry.
         raise InputError(
-            f"source {name} cannot be parsed as {fmt}: {err}. Check read options "
-            "(sep, header, names) or read.format"
+            f"source {name} cannot be parsed as {fmt}"
+            f"{f' ({compression}-compressed)' if compression else ''}: "
+            f"{type(err).__name__}: {err}. Check that the file is whole, and the read "
+            "options (sep, header, names) or read.format"
         ) from err
+
+
+def _refuse_header_as_data(frame: pd.DataFrame, uri: str, options: dict) -> None:
+    """With ``names`` and no header row, a first row equal to the names is a header."""
+    names = options.get("names")
+    header = options.get("header", "infer")
+    if not names or header not in (None, "infer") or frame.empty:
+        return
+    first = [str(v).strip() for v in frame.iloc[0].tolist()]
+    if first == [str(n).strip() for n in names]:
+        raise InputError(
+            f"the first row of {redact_uri(uri)} repeats the column names: the file "
+            "has a header row but is read as data. Set read.header: 0 to use the "
+            "given names instead of it, or drop read.names"
+        )
 
 
 def read_table(
@@ -142,9 +163,11 @@ def read_table(
 ) -> tuple[pd.DataFrame, SourceInfo]:
     """Read the source once: its bytes (hashed for the manifest), then the table."""
     started = time.perf_counter()
-    detect_format(uri, read_options)
+    if is_remote(uri):  # fail on an unknown format before downloading the object
+        detect_format(uri, read_options)
     data = read_bytes(uri, storage_options)
     frame = parse_table(data, uri, read_options)
+    _refuse_header_as_data(frame, uri, read_options)
     if frame.empty:
         raise InputError(
             f"source {redact_uri(uri)} has a header but no data rows; nothing to check"

@@ -225,3 +225,18 @@ def test_a_reader_closing_the_pipe_early_is_not_an_error(tmp_path) -> None:
     process.stderr.close()
     assert process.wait(timeout=60) == 0, stderr
     assert "Traceback" not in stderr
+
+
+def test_hints_for_a_wrong_separator_or_a_missing_header(tmp_path, capsys) -> None:
+    path = _csv(tmp_path, "y;s\n1;F\n0;M\n")
+    result = _check(capsys, path, "--label", "y", "--positive", "1", "--facet", "s")
+    _assert_bad_input(*result, "'y;s'", "set read.sep")
+    path = _csv(tmp_path, "1,F\n0,M\n1,M\n", name="noheader.csv")
+    result = _check(capsys, path, "--label", "y", "--positive", "1", "--facet", "s")
+    _assert_bad_input(*result, "no header row? set read.header: null")
+
+
+def test_the_label_cannot_be_a_facet(tmp_path, capsys) -> None:
+    path = _csv(tmp_path, SMALL_CSV)
+    result = _check(capsys, path, "--label", "y", "--positive", "1", "--facet", "y=1")
+    _assert_bad_input(*result, "'y' is the label")

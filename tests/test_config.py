@@ -241,6 +241,43 @@ def test_clarify_unknown_key_is_named(write_config: Callable[..., Path]) -> None
         load_config(write_config(clarify, "analysis_config.json"))
 
 
+def test_clarify_column_indexes_map_through_headers(
+    write_config: Callable[..., Path],
+) -> None:
+    clarify = {
+        "dataset_uri": "d.csv",
+        "headers": ["y", "s", "g"],
+        "label": 0,
+        "label_values_or_threshold": [1],
+        "facet": [{"name_or_index": 1}],
+        "group_variable": 2,
+    }
+    config = load_config(write_config(clarify, "analysis_config.json"))
+    assert (config.label.column, config.facet_columns, config.group) == (
+        "y",
+        ["s"],
+        "g",
+    )
+    del clarify["headers"]
+    with pytest.raises(
+        ConfigError, match="column index 0; biasgate needs column names"
+    ):
+        load_config(write_config(clarify, "analysis_config.json"))
+
+
+def test_unquoted_yes_gets_a_quoting_hint(write_config: Callable[..., Path]) -> None:
+    path = write_config({**MINIMAL, "label": {"column": True, "positive": [1]}})
+    with pytest.raises(ConfigError, match="label.column: .*quote it"):
+        load_config(path)
+
+
+def test_an_override_error_says_it_came_with_set(
+    write_config: Callable[..., Path],
+) -> None:
+    with pytest.raises(ConfigError, match="with the --set overrides:\n  gate.moed"):
+        load_config(write_config(MINIMAL), ["gate.moed=warn"])
+
+
 # --------------------------------------------------------------- secrets
 
 

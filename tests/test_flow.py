@@ -242,3 +242,17 @@ def test_warn_mode_records_violations_and_goes_on(tmp_path, capsys):
     train = pd.read_parquet(folder / "train.parquet")
     assert len(train) == 32561 - 2 * round(0.15 * 32561)
     assert "PASSED WITH WARNINGS" in (folder / "report.md").read_text()
+
+
+def test_a_missing_suite_or_an_output_file_fails_before_prefect_starts(
+    tmp_path, capsys
+):
+    config = str(EXAMPLES_DIR / "adult.yaml")
+    missing = tmp_path / "nope.json"
+    code = main(["run", config, "--set", f"expectations={missing}"])
+    assert code == 2
+    assert f"suite file {missing} does not exist" in capsys.readouterr().err
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a folder")
+    assert main(["run", config, "--output", str(a_file)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err

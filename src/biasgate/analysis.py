@@ -55,9 +55,23 @@ def require_column(df: pd.DataFrame, column: str, role: str) -> pd.Series:
     if column not in df.columns:
         cols = ", ".join(repr(c) for c in df.columns[:40])
         raise InputError(
-            f"{role} column '{column}' is not in the data; its columns are: {cols}"
+            f"{role} column '{column}' is not in the data; its columns are: "
+            f"{cols}{_columns_hint(df)}"
         )
     return df[column]
+
+
+def _columns_hint(df: pd.DataFrame) -> str:
+    """Guess why a column is missing from how the column names look."""
+    names = [str(c) for c in df.columns]
+    if len(names) == 1 and any(sep in names[0] for sep in ";\t|"):
+        return " (one column only: is the separator ';', a tab or '|'? set read.sep)"
+    if any(name.strip().lstrip("-").replace(".", "", 1).isdigit() for name in names):
+        return (
+            " (names that look like data: no header row? set read.header: null "
+            "and read.names)"
+        )
+    return ""
 
 
 def require_values_present(series: pd.Series, values: Sequence[Any], role: str) -> None:

@@ -142,6 +142,12 @@ def _check(args: argparse.Namespace) -> int:
         series = frame[args.label] if args.label in frame.columns else None
         positive = [v if series is None else _typed(series, v) for v in args.positive]
         label = LabelSpec(column=args.label, positive=positive)
+    if any(
+        text.partition("=")[0].partition(">")[0] == args.label for text in args.facet
+    ):
+        raise ConfigError(
+            f"--facet: '{args.label}' is the label; a facet is another column"
+        )
     try:
         facets = [FacetSpec(**_facet_spec(text, frame)) for text in args.facet]
     except ValidationError as err:
@@ -208,10 +214,23 @@ def _prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 
+def _preflight(config: Any) -> None:
+    """Local paths the run will need: the suite must exist, the output be a folder."""
+    from biasgate.storage import is_remote
+
+    suite = config.expectations
+    if suite and not is_remote(suite) and not os.path.isfile(suite):
+        raise ConfigError(f"expectations: suite file {suite} does not exist")
+    output = config.output
+    if not is_remote(output) and os.path.exists(output) and not os.path.isdir(output):
+        raise ConfigError(f"output: {os.path.abspath(output)} is a file, not a folder")
+
+
 def _run(args: argparse.Namespace) -> int:
     from biasgate.config import load_config
 
-    load_config(args.config, args.overrides, output=args.output)  # fail before Prefect
+    # Everything that can be checked without the data fails here, before Prefect.
+    _preflight(load_config(args.config, args.overrides, output=args.output))
     _prefect_defaults()
     from biasgate.flows.pretraining_check import pretraining_check
 

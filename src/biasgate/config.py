@@ -318,7 +318,10 @@ def _format_validation_error(err: ValidationError, origin: str) -> str:
         elif problem["type"] == "missing":
             lines.append(f"  {where}: required key is missing")
         else:
-            lines.append(f"  {where}: {problem['msg']}")
+            hint = ""
+            if problem["type"] == "string_type" and isinstance(problem["input"], bool):
+                hint = " (YAML reads an unquoted yes/no/on/off as true/false: quote it)"
+            lines.append(f"  {where}: {problem['msg']}{hint}")
     return "\n".join(lines)
 
 
@@ -347,8 +350,24 @@ def _from_clarify(data: dict[str, Any], stem: str) -> dict[str, Any]:
         **outcome(data.get("label_values_or_threshold")),
     }
     facets = []
-    for facet in data.get("facet") or []:
-        spec: dict[str, Any] = {"column": facet.get("name_or_index")}
+    headers = data.get("headers") or []
+
+    def column(name_or_index: Any, where: str) -> Any:
+        """Clarify allows a column's position; biasgate needs its name."""
+        if not isinstance(name_or_index, int) or isinstance(name_or_index, bool):
+            return name_or_index
+        if 0 <= name_or_index < len(headers):
+            return headers[name_or_index]
+        raise ConfigError(
+            f"analysis_config: {where} is the column index {name_or_index}; biasgate "
+            "needs column names: give 'headers' (the column names) or the name itself"
+        )
+
+    label["column"] = column(label["column"], "label")
+    for i, facet in enumerate(data.get("facet") or []):
+        spec: dict[str, Any] = {
+            "column": column(facet.get("name_or_index"), f"facet.{i}.name_or_index")
+        }
         if facet.get("value_or_threshold") is not None:
             value = facet["value_or_threshold"]
             spec.update(
@@ -359,7 +378,7 @@ def _from_clarify(data: dict[str, Any], stem: str) -> dict[str, Any]:
     if data.get("dataset_uri"):
         out["source"] = data["dataset_uri"]
     if data.get("group_variable") is not None:
-        out["group"] = data["group_variable"]
+        out["group"] = column(data["group_variable"], "group_variable")
     if data.get("headers"):
         out["read"] = {"header": None, "names": data["headers"]}
     methods = ((data.get("methods") or {}).get("pre_training_bias") or {}).get(
@@ -413,6 +432,8 @@ def load_config(
         if "label_values_or_threshold" in data or "methods" in data:
             data = _from_clarify(data, path.stem.replace("analysis_config", "clarify"))
         base = path.resolve().parent
+    if overrides:
+        origin += " with the --set overrides"
     data = apply_overrides(data, overrides)
     if output is not None:
         data["output"] = output

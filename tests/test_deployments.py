@@ -353,16 +353,25 @@ def _run_folder(output: Path, name: str) -> Path:
     return folder
 
 
+def _run_deployment(
+    prefect: PrefectEnv, name: str, output: Path, timing: str, exit_code: int
+) -> Any:
+    """Run a deployment with --watch, check its exit code, return its flow run."""
+    done = prefect.run(
+        RUN.format(name=name), "--param", f"output={output}", timing=timing
+    )
+    assert done.returncode == exit_code, (
+        done.stdout + done.stderr + prefect.log("worker")
+    )
+    return done, _flow_run(prefect, _flow_run_id(done.stdout), name)
+
+
 @pytest.mark.slow
 def test_on_demand_run_completes_and_writes_every_output(prefect, tmp_path):
-    done = prefect.run(
-        RUN.format(name="adult"), "--param", f"output={tmp_path}",
-        timing="run adult (worker start, trigger to Completed)",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr + prefect.log("worker")
+    done, flow_run = _run_deployment(
+        prefect, "adult", tmp_path, "run adult (worker start, trigger to Completed)", 0
+    )
     assert "Flow run finished successfully in 'Completed'" in done.stdout
-
-    flow_run = _flow_run(prefect, _flow_run_id(done.stdout), "adult")
     assert flow_run.state.is_completed()
     assert flow_run.parameters["config"] == "examples/adult.yaml"
     assert flow_run.work_pool_name == "biasgate"
@@ -383,12 +392,9 @@ def test_on_demand_run_completes_and_writes_every_output(prefect, tmp_path):
 
 @pytest.mark.slow
 def test_an_inline_config_runs_from_the_project_root(prefect, tmp_path):
-    done = prefect.run(
-        RUN.format(name="adult-inline"), "--param", f"output={tmp_path}",
-        timing="run adult-inline (trigger to Completed)",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr + prefect.log("worker")
-    flow_run = _flow_run(prefect, _flow_run_id(done.stdout), "adult-inline")
+    _, flow_run = _run_deployment(
+        prefect, "adult-inline", tmp_path, "run adult-inline (trigger to Completed)", 0
+    )
     assert flow_run.state.is_completed()
     folder = _run_folder(tmp_path, "adult-inline")
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -401,14 +407,10 @@ def test_an_inline_config_runs_from_the_project_root(prefect, tmp_path):
 
 @pytest.mark.slow
 def test_a_failed_gate_fails_the_run_with_its_violations(prefect, tmp_path):
-    done = prefect.run(
-        RUN.format(name="adult-fail"), "--param", f"output={tmp_path}",
-        timing="run adult-fail (trigger to Failed)",
-    )  # fmt: skip
-    assert done.returncode == 1, done.stdout + done.stderr + prefect.log("worker")
+    done, flow_run = _run_deployment(
+        prefect, "adult-fail", tmp_path, "run adult-fail (trigger to Failed)", 1
+    )
     assert "Flow run finished in state 'Failed'" in done.stdout
-
-    flow_run = _flow_run(prefect, _flow_run_id(done.stdout), "adult-fail")
     assert flow_run.state.is_failed()
     assert flow_run.state.message.startswith("gate failed (mode fail, 1 violation(s))")
     assert f"- {VIOLATION}" in flow_run.state.message.splitlines()

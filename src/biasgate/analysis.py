@@ -294,13 +294,3 @@ def explain_mismatch(
         except InputError as err:
             problems.append(str(err))
     return problems
-
-
-def metric_value(section: dict[str, Any], facet: str, value: str, name: str) -> Any:
-    """Look up one metric's value (or None) in an analysis section."""
-    for entry in section["facets"][facet]:
-        if entry["value_or_threshold"] == value:
-            for metric in entry["metrics"]:
-                if metric["name"] == name:
-                    return metric["value"]
-    raise KeyError((facet, value, name))
